@@ -1,0 +1,264 @@
+"""Frozen records that flow through a run.
+
+Boxes are normalized xyxy (see :mod:`gligen_eval.boxes`). Every record validates itself at
+construction and names the offending field when it is wrong. Records round-trip through plain
+JSON (``to_dict`` / ``from_dict``) so that every number in a run traces back to a layout id,
+a seed and an image file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Mapping, Sequence
+
+from gligen_eval.boxes import Box, validate_xyxy_norm
+
+NUM_KEYPOINTS = 17
+COCO_KEYPOINT_NAMES = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+    "left_wrist", "right_wrist", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle",
+)  # fmt: skip
+
+Keypoint = tuple[float, float, int]  # normalized x, y and COCO visibility (0 absent, 1 occluded, 2 visible)
+
+
+def _canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    """Hex digest of the canonical JSON of ``obj`` (stable across runs, machines and Python versions)."""
+    return hashlib.sha256(_canonical_json(obj).encode("utf-8")).hexdigest()[:length]
+
+
+def _as_box(value: Sequence[float], where: str) -> Box:
+    problem = validate_xyxy_norm(value)
+    if problem:
+        raise ValueError(f"{where}: {problem}")
+    x0, y0, x1, y1 = (min(1.0, max(0.0, float(v))) for v in value)
+    return (x0, y0, x1, y1)
+
+
+@dataclass(frozen=True)
+class GroundedObject:
+    """One grounding entity: a phrase (and/or reference image) with its box.
+
+    ``keypoints`` holds 17 COCO keypoints ``(x, y, v)`` in normalized image coordinates when the
+    object is a person used for keypoint grounding.
+    """
+
+    phrase: str
+    box: Box
+    category: str | None = None
+    category_id: int | None = None
+    keypoints: tuple[Keypoint, ...] | None = None
+    reference_image: str | None = None
+    source_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.phrase, str):
+            raise ValueError(f"GroundedObject.phrase must be a string, got {type(self.phrase).__name__}")
+        if not self.phrase.strip() and self.reference_image is None:
+            raise ValueError("GroundedObject.phrase is empty (and there is no reference_image)")
+        object.__setattr__(self, "box", _as_box(self.box, "GroundedObject.box"))
+        if self.category_id is not None and not isinstance(self.category_id, int):
+            raise ValueError(f"GroundedObject.category_id must be an int, got {self.category_id!r}")
+        if self.keypoints is not None:
+            kps = tuple(self.keypoints)
+            if len(kps) != NUM_KEYPOINTS:
+                raise ValueError(f"GroundedObject.keypoints must have {NUM_KEYPOINTS} points, got {len(kps)}")
+            norm = []
+            for i, kp in enumerate(kps):
+                if len(kp) != 3:
+                    raise ValueError(f"GroundedObject.keypoints[{i}] must be (x, y, v), got {kp!r}")
+                x, y, v = float(kp[0]), float(kp[1]), int(kp[2])
+                if v not in (0, 1, 2):
+                    raise ValueError(f"GroundedObject.keypoints[{i}] visibility must be 0, 1 or 2, got {kp[2]!r}")
+                if v > 0 and not (-1e-6 <= x <= 1 + 1e-6 and -1e-6 <= y <= 1 + 1e-6):
+                    raise ValueError(f"GroundedObject.keypoints[{i}] ({x}, {y}) lies outside the image")
+                norm.append((x, y, v))
+            object.__setattr__(self, "keypoints", tuple(norm))
+        if self.source_id is not None:
+            object.__setattr__(self, "source_id", str(self.source_id))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["box"] = list(self.box)
+        if self.keypoints is not None:
+            d["keypoints"] = [list(k) for k in self.keypoints]
+        return {k: v for k, v in d.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "GroundedObject":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"GroundedObject: unknown field(s) {sorted(unknown)}")
+        kw = dict(d)
+        kw["box"] = tuple(kw["box"]) if "box" in kw else kw.get("box")
+        if kw.get("keypoints") is not None:
+            kw["keypoints"] = tuple(tuple(k) for k in kw["keypoints"])
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A caption with grounded objects; the unit that is generated and scored.
+
+    ``width``/``height`` are the size of the source image the layout came from (if any);
+    ``image_path`` points at that real image (used for the real-image ceiling).
+    """
+
+    layout_id: str
+    caption: str
+    objects: tuple[GroundedObject, ...]
+    width: int | None = None
+    height: int | None = None
+    image_path: str | None = None
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.layout_id, str) or not self.layout_id:
+            raise ValueError(f"Layout.layout_id must be a non-empty string, got {self.layout_id!r}")
+        if not isinstance(self.caption, str):
+            raise ValueError(f"Layout.caption must be a string (layout {self.layout_id})")
+        objs = tuple(self.objects)
+        for i, o in enumerate(objs):
+            if not isinstance(o, GroundedObject):
+                raise ValueError(f"Layout.objects[{i}] must be a GroundedObject (layout {self.layout_id})")
+        object.__setattr__(self, "objects", objs)
+        for name in ("width", "height"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v <= 0):
+                raise ValueError(f"Layout.{name} must be a positive int, got {v!r} (layout {self.layout_id})")
+
+    @property
+    def phrases(self) -> list[str]:
+        return [o.phrase for o in self.objects]
+
+    @property
+    def boxes(self) -> list[Box]:
+        return [o.box for o in self.objects]
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"layout_id": self.layout_id, "caption": self.caption,
+                             "objects": [o.to_dict() for o in self.objects]}
+        for k in ("width", "height", "image_path", "source"):
+            if getattr(self, k) is not None:
+                d[k] = getattr(self, k)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Layout":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"Layout: unknown field(s) {sorted(unknown)}")
+        kw = dict(d)
+        kw["objects"] = tuple(GroundedObject.from_dict(o) for o in d.get("objects", ()))
+        return cls(**kw)
+
+    def content_hash(self) -> str:
+        """Hash of what the generator sees (caption, phrases, boxes, keypoints, reference images)."""
+        d = self.to_dict()
+        d.pop("image_path", None)
+        d.pop("source", None)
+        return stable_hash(d)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detector output on a generated image; ``box`` is normalized xyxy."""
+
+    box: Box
+    label: str
+    score: float
+    category_id: int | None = None
+    keypoints: tuple[Keypoint, ...] | None = None  # pose models: 17 (x, y, v) normalized; v is a confidence-based flag
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "box", tuple(float(v) for v in self.box))
+        if len(self.box) != 4:
+            raise ValueError(f"Detection.box must have 4 numbers, got {self.box!r}")
+        s = float(self.score)
+        if math.isnan(s):
+            raise ValueError("Detection.score is NaN")
+        object.__setattr__(self, "score", s)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"box": list(self.box), "label": self.label, "score": self.score}
+        if self.category_id is not None:
+            d["category_id"] = self.category_id
+        if self.keypoints is not None:
+            d["keypoints"] = [list(k) for k in self.keypoints]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Detection":
+        kw = dict(d)
+        kw["box"] = tuple(kw["box"])
+        if kw.get("keypoints") is not None:
+            kw["keypoints"] = tuple(tuple(k) for k in kw["keypoints"])
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class SampleRecord:
+    """One generated image: which layout, which seed, which settings, where the file is."""
+
+    sample_key: str
+    layout_id: str
+    seed: int
+    image: str  # path relative to the run directory
+    width: int
+    height: int
+    layout_hash: str
+    settings_hash: str
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["extra"] = dict(self.extra)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SampleRecord":
+        return cls(**dict(d))
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """How one grounded object fared on one generated image."""
+
+    sample_key: str
+    layout_id: str
+    seed: int
+    object_index: int
+    phrase: str
+    category: str | None
+    box: Box
+    best_iou: float
+    hit: bool
+    reason: str
+    matched_box: Box | None = None
+    matched_score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["box"] = list(self.box)
+        if self.matched_box is not None:
+            d["matched_box"] = list(self.matched_box)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "InstanceRecord":
+        kw = dict(d)
+        kw["box"] = tuple(kw["box"])
+        if kw.get("matched_box") is not None:
+            kw["matched_box"] = tuple(kw["matched_box"])
+        return cls(**kw)

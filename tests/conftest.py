@@ -1,0 +1,48 @@
+"""Shared test fixtures.
+
+``shared_dir`` points at the third-party reference data that sits beside the clone
+(``../shared``); tests that use it skip cleanly when it is absent, as it is for users.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("GLIGEN_EVAL_SHARED", REPO.parent / "shared"))
+
+# Keep tests single-process friendly on small CI machines and fully offline.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not (SHARED / "data").is_dir():
+        pytest.skip(f"reference data not present ({SHARED}/data); it ships beside the repository, not in it")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def reference_dir(shared_dir: Path) -> Path:
+    return shared_dir / "data" / "reference"
+
+
+@pytest.fixture(scope="session")
+def official_dir(shared_dir: Path) -> Path:
+    return shared_dir / "data" / "gligen_official"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _torch_threads():
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    yield
