@@ -1,0 +1,193 @@
+"""The ``gligen-eval`` command line.
+
+User errors (bad input, missing weights, bad config) print one line to stderr and exit 2,
+without a traceback. ``--json`` writes exactly one JSON object to stdout and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from gligen_eval.errors import GligenEvalError
+
+REAL_RUN_HINT = (
+    "To evaluate a real checkpoint on real COCO annotations, change one line (or pass --set):\n"
+    "  gligen-eval run --set model.name=masterful/gligen-1-4-generation-text-box \\\n"
+    "      --set layouts.source=annotations/instances_val2014.json --set layouts.captions=annotations/captions_val2014.json \\\n"
+    "      --set detector.weights=yolov8x.pt --set sampler.height=512 --set sampler.width=512 --set sampler.steps=50 \\\n"
+    "      --set detector.imgsz=640 --set detector.conf=0.001\n"
+    "  (model.name also takes a local diffusers folder; weights must already be on disk: this tool never downloads)"
+)
+
+
+def _offline_defaults() -> None:
+    # Never let a hub id trigger minutes of network retries; users who want downloads run the hub CLI first.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="generate images for layouts, detect, score, write a run directory")
+    p.add_argument("config", nargs="?", help="YAML config (default: the embedded offline demo)")
+    p.add_argument("--out", help="run directory (default runs/<name>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set sampler.steps=20 (repeatable)")  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object on stdout")
+
+
+def cmd_run(args) -> int:
+    from gligen_eval.config import load_config
+    from gligen_eval.runner import format_metrics_short, run
+
+    overrides = list(args.overrides)
+    if args.out:
+        overrides.append(f"out={args.out}")
+    cfg = load_config(args.config, overrides)
+    out = run(cfg, resume=args.resume, progress=not args.no_progress)
+    metrics = json.loads((out / "metrics.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    if args.json:
+        print(json.dumps({"run_dir": str(out), "metrics": metrics}))
+        return 0
+    print(f"run directory: {out}")
+    print(f"  {format_metrics_short(metrics)}")
+    print(f"  report: {out / 'report.md'}")
+    if manifest.get("random_weights"):
+        print("\nNOTE: these numbers come from random weights (tiny generator / detector built from .yaml);")
+        print("they check that the pipeline works, not how good any model is.\n")
+        print(REAL_RUN_HINT)
+    return 0
+
+
+def _add_score(sub) -> None:
+    p = sub.add_parser("score-detections", help="score a COCO results file against COCO/LVIS-format annotations")
+    p.add_argument("--layouts", required=True, help="ground truth in COCO (or LVIS) format")
+    p.add_argument("--detections", required=True, help="detections in COCO results format")
+    p.add_argument("--iou-type", choices=["bbox", "keypoints"], default="bbox")
+    p.add_argument("--backend", choices=["pycocotools", "faster"], default="faster")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def cmd_score(args) -> int:
+    from gligen_eval.scoring.coco import score_detections_file
+
+    metrics = score_detections_file(args.layouts, args.detections, iou_type=args.iou_type, backend=args.backend)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        width = max(len(k) for k in metrics)
+        for k, v in metrics.items():
+            print(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    return 0
+
+
+def _add_layouts(sub) -> None:
+    p = sub.add_parser("layouts", help="print a readable summary of a layout source")
+    p.add_argument("source", help="'sample', a COCO instances/person_keypoints json, an LVIS json, a .jsonl, ...")
+    p.add_argument("--limit", type=int, default=None, help="show at most N layouts")
+    p.add_argument("--captions", default=None, help="COCO captions json paired with the source")
+
+
+def cmd_layouts(args) -> int:
+    from gligen_eval.layouts import load_layouts, summarize_layouts
+
+    kwargs = {"captions": args.captions} if args.captions else {}
+    layouts = load_layouts(args.source, **kwargs)
+    print(summarize_layouts(layouts, limit=args.limit))
+    return 0
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="leaderboard, plots and gallery for one or more runs")
+    p.add_argument("runs", nargs="+", help="run directories")
+    p.add_argument("--out", default="reports/latest", help="output folder (default reports/latest)")
+    p.add_argument("--sort-by", default=None, help="metric to sort the leaderboard by (e.g. box/AP)")
+
+
+def cmd_report(args) -> int:
+    from gligen_eval.reporting import build_report
+
+    files = build_report([Path(r) for r in args.runs], Path(args.out), sort_by=args.sort_by)
+    for kind, path in files.items():
+        print(f"{kind:<12} {path}")
+    return 0
+
+
+def _add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="paired run-vs-run comparison with a regression gate (exit 1 on regression)")
+    p.add_argument("baseline")
+    p.add_argument("candidate")
+    p.add_argument("--gate", default=None, help="gate YAML (default: report differences, fail on nothing)")
+    p.add_argument("--allow-mismatch", action="store_true", help="compare even if layouts/seeds differ")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON on stdout")
+    p.add_argument("--out", default=None, help="also write compare.md and compare.json to this folder")
+
+
+def cmd_compare(args) -> int:
+    from gligen_eval.reporting import compare_runs
+
+    res = compare_runs(Path(args.baseline), Path(args.candidate), Path(args.gate) if args.gate else None,
+                       allow_mismatch=args.allow_mismatch)  # fmt: skip
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "compare.md").write_text(res.markdown)
+        (out / "compare.json").write_text(json.dumps(res.to_json(), indent=2))
+    if args.json:
+        print(json.dumps(res.to_json()))
+    else:
+        print(res.markdown)
+    return res.exit_code
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "score-detections": cmd_score,
+    "layouts": cmd_layouts,
+    "report": cmd_report,
+    "compare": cmd_compare,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from gligen_eval import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="gligen-eval", description="Evaluate grounded (GLIGEN-style) text-to-image models."
+    )
+    parser.add_argument("--version", action="version", version=f"gligen-eval {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_run, _add_score, _add_report, _add_compare, _add_layouts):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _offline_defaults()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except GligenEvalError as e:
+        if args.verbose:
+            raise
+        print(f"gligen-eval {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
