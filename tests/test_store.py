@@ -1,0 +1,42 @@
+import json
+
+import pytest
+
+from gligen_eval import store
+from gligen_eval.errors import InputError
+
+
+def test_append_and_read_tolerates_partial_tail(tmp_path):
+    p = tmp_path / "rows.jsonl"
+    store.append_jsonl(p, [{"a": 1}, {"a": 2}])
+    with open(p, "a") as f:
+        f.write('{"a": 3')  # a write cut by kill -9
+    assert [r["a"] for r in store.iter_jsonl(p)] == [1, 2]
+    store.append_jsonl(p, [{"a": 4}])
+    assert [r["a"] for r in store.iter_jsonl(p)] == [1, 2, 4]
+
+
+def test_bad_line_in_the_middle_names_file_and_line(tmp_path):
+    p = tmp_path / "rows.jsonl"
+    p.write_text('{"a": 1}\nnot json\n{"a": 2}\n')
+    with pytest.raises(InputError, match=r"rows.jsonl \[line 2\]"):
+        list(store.iter_jsonl(p))
+
+
+def test_atomic_write_replaces_whole_file(tmp_path):
+    p = tmp_path / "m.json"
+    store.atomic_write_json(p, {"x": 1})
+    store.atomic_write_json(p, {"x": 2})
+    assert json.loads(p.read_text()) == {"x": 2}
+    assert [f.name for f in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_png_validation(tmp_path):
+    from PIL import Image
+
+    good = tmp_path / "good.png"
+    Image.new("RGB", (16, 16), (10, 20, 30)).save(good)
+    assert store.is_valid_png(good)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(good.read_bytes()[:40])
+    assert not store.is_valid_png(bad)
