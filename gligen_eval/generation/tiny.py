@@ -1,0 +1,181 @@
+"""Tiny randomly initialised GLIGEN components, built in code.
+
+Used by the tests, the benchmarks and the offline demo: no file and no network is needed.
+The components have the same kinds and interfaces as a real SD-1.4 based GLIGEN model
+(a gated ``UNet2DConditionModel`` with its position net, an ``AutoencoderKL``, a CLIP text
+encoder and tokenizer, a PNDM scheduler), only with very small widths.
+
+Two details make the tiny model useful for tests:
+
+* The gates of the gated self-attention layers (``alpha_attn``/``alpha_dense``) are zero
+  when a model is freshly built, which makes grounding a no-op. Here they are set to
+  non-zero values drawn from the seed, so grounding changes the images.
+* The learnable null features of the position net (used for empty object slots) are
+  random too, so padding is not accidentally the same as a zero object.
+
+The tokenizer is a byte-level CLIP BPE tokenizer with a vocabulary generated here (the 256
+byte symbols, the same with the end-of-word marker, and the two special tokens) and no
+merges: every character is a token. It needs no vocabulary file, and a prompt keeps the
+CLIP limit of 77 tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+AttentionType = Literal["gated", "gated-text-image"]
+
+TINY_HIDDEN = 32
+"""Width of the tiny text encoder; also the UNet's cross-attention width and the phrase feature size."""
+
+
+def _byte_symbols() -> list[str]:
+    """The 256 printable symbols that byte-level BPE uses for the 256 byte values (GPT-2 / CLIP order)."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    codes = list(keep)
+    extra = 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            codes.append(256 + extra)
+            extra += 1
+    table = dict(zip(keep, codes))
+    return [chr(table[b]) for b in range(256)]
+
+
+def tiny_vocab() -> dict[str, int]:
+    """Byte-level CLIP vocabulary: 256 symbols, 256 end-of-word symbols, ``<|startoftext|>``, ``<|endoftext|>``."""
+    symbols = _byte_symbols()
+    tokens = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
+    return {t: i for i, t in enumerate(tokens)}
+
+
+def tiny_tokenizer():
+    """A CLIP tokenizer over :func:`tiny_vocab` (one token per character, 77 tokens at most)."""
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer(vocab=tiny_vocab(), merges=[], model_max_length=77)
+
+
+def tiny_scheduler():
+    """The SD-1.x PNDM scheduler configuration (PLMS steps, as in the official GLIGEN sampler)."""
+    from diffusers import PNDMScheduler
+
+    return PNDMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        skip_prk_steps=True,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+
+
+VAE_SCALE_FACTOR = 2
+"""Pixels per latent cell of the tiny VAE (two resolution levels)."""
+
+
+def tiny_components(
+    seed: int = 0,
+    sample_size: int = 64,
+    attention_type: AttentionType = "gated",
+    in_channels: int = 4,
+) -> dict[str, Any]:
+    """Tiny random components: ``unet``, ``vae``, ``text_encoder``, ``tokenizer``, ``scheduler``.
+
+    ``sample_size`` is the image size in pixels (the VAE's ``sample_size``; the UNet's is the
+    latent size, ``sample_size // 2``). ``attention_type`` is ``"gated"`` (text+box) or
+    ``"gated-text-image"`` (text+image+box). ``in_channels=9`` builds an inpainting UNet
+    (4 latent + 4 masked-image latent + 1 mask channels).
+
+    The same ``seed`` gives the same weights, bit for bit; the global torch random state is left
+    untouched.
+    """
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    if attention_type not in ("gated", "gated-text-image"):
+        raise ValueError(f"attention_type must be 'gated' or 'gated-text-image', got {attention_type!r}")
+    if in_channels not in (4, 9):
+        raise ValueError(f"in_channels must be 4 (generation) or 9 (inpainting), got {in_channels}")
+    if sample_size % 8 or sample_size <= 0:
+        raise ValueError(f"sample_size must be a positive multiple of 8, got {sample_size}")
+
+    tokenizer = tiny_tokenizer()
+    vocab_size = len(tokenizer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(
+            sample_size=sample_size // VAE_SCALE_FACTOR,
+            in_channels=in_channels,
+            out_channels=4,
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=TINY_HIDDEN,
+            attention_head_dim=2,
+            norm_num_groups=32,
+            attention_type=attention_type,
+        )
+        _randomize_grounding_parameters(unet, seed)
+
+        torch.manual_seed(seed + 1)
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+            latent_channels=4,
+            norm_num_groups=32,
+            sample_size=sample_size,
+        )
+
+        torch.manual_seed(seed + 2)
+        text_config = CLIPTextConfig(
+            vocab_size=vocab_size,
+            hidden_size=TINY_HIDDEN,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            layer_norm_eps=1e-5,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        text_encoder = CLIPTextModel(text_config)
+
+    for m in (unet, vae, text_encoder):
+        m.eval()
+        m.requires_grad_(False)
+    return {
+        "unet": unet,
+        "vae": vae,
+        "text_encoder": text_encoder,
+        "tokenizer": tokenizer,
+        "scheduler": tiny_scheduler(),
+    }
+
+
+def _randomize_grounding_parameters(unet, seed: int) -> None:
+    """Give the gates and the null features of a freshly built gated UNet non-trivial values."""
+    import torch
+    from diffusers.models.attention import GatedSelfAttentionDense
+
+    g = torch.Generator().manual_seed(10_000 + seed)
+    with torch.no_grad():
+        for module in unet.modules():
+            if isinstance(module, GatedSelfAttentionDense):
+                # tanh(0.5 .. 1.5) = 0.46 .. 0.91: grounding clearly changes the features
+                module.alpha_attn.copy_(0.5 + torch.rand((), generator=g))
+                module.alpha_dense.copy_(0.5 + torch.rand((), generator=g))
+        net = getattr(unet, "position_net", None)
+        if net is not None:
+            for name, p in net.named_parameters():
+                if name.startswith("null_"):
+                    p.copy_(0.1 * torch.randn(p.shape, generator=g))
