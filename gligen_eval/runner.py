@@ -122,27 +122,29 @@ def load_run_layouts(cfg: RunConfig) -> list[Layout]:
 
 
 def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
-    """Run ``cfg``; returns the run directory."""
+    """Run ``cfg``; returns the run directory.
+
+    Under ``torchrun``/``accelerate launch`` every rank calls this; each generates and detects its
+    share of the chunks, and rank 0 merges the records and scores.
+    """
+    from gligen_eval import distributed
     from gligen_eval.config import validate
 
     validate(cfg)
     rd = store.RunDir(run_dir_for(cfg))
     config_hash = stable_hash(cfg.to_dict())
-    if rd.exists():
-        old = rd.manifest()
-        if old.get("config_hash") != config_hash:
-            raise GligenEvalError(
-                f"{rd.root} holds a run of a different config (config hash {old.get('config_hash')} != {config_hash}); "
-                "choose another --out"
-            )
-        if not rd.is_complete() and not resume:
-            raise GligenEvalError(f"{rd.root} holds an unfinished run; pass --resume to finish it")
-    rd.root.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device if cfg.model.device == "auto" else cfg.model.device)
+    dist = distributed.init(device)
+    device = distributed.local_device(device, dist)
+    progress = progress and dist.is_main
+    if dist.is_main:
+        _check_existing(rd, config_hash, resume)
+        rd.root.mkdir(parents=True, exist_ok=True)
+    distributed.barrier(dist)
 
     layouts = load_run_layouts(cfg)
     if not layouts:
         raise GligenEvalError(f"no layouts selected from {cfg.layouts.source!r}")
-    device = resolve_device(cfg.device if cfg.model.device == "auto" else cfg.model.device)
 
     from gligen_eval.generation import GroundedSampler, load_components
 
@@ -168,6 +170,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
         "git": _git_info(),
         "argv": sys.argv,
         "device": device,
+        "world_size": dist.world_size,
         "models": {
             "generator": {"name": cfg.model.name, **gen_info, "fingerprint": model_fp},
             "detector": {"name": detector.name, "fingerprint": detector.fingerprint()},
@@ -177,54 +180,124 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
         "seed_policy": SEED_POLICY,
         "random_weights": _uses_random_weights(cfg),
     }  # fmt: skip
-    if rd.exists():
-        manifest["created"] = rd.manifest().get("created", manifest["created"])
-    store.atomic_write_json(rd.path(store.MANIFEST), manifest)
-    store.write_jsonl(rd.path(store.LAYOUTS), (lay.to_dict() for lay in layouts))
+    if dist.is_main:
+        if rd.exists():
+            manifest["created"] = rd.manifest().get("created", manifest["created"])
+        store.atomic_write_json(rd.path(store.MANIFEST), manifest)
+        store.write_jsonl(rd.path(store.LAYOUTS), (lay.to_dict() for lay in layouts))
 
-    samples = generate_missing(rd, requests, sampler, cfg, progress=progress)
+    samples = generate_missing(rd, requests, sampler, cfg, dist=dist, progress=progress)
     del sampler, components
-    detections = detect_missing(rd, samples, detector, batch_size=cfg.detector.batch_size, progress=progress)
-    metrics, breakdowns, instances = score_boxes(layouts, samples, detections, cfg)
-
-    store.write_jsonl(rd.path(store.INSTANCES), (r.to_dict() for r in instances))
-    store.atomic_write_json(rd.path(store.BREAKDOWNS), breakdowns)
-    store.atomic_write_json(rd.path(store.METRICS), metrics)
-    store.atomic_write_text(rd.path(store.REPORT), render_summary(manifest, metrics))
+    if dist.enabled:  # every rank needs every sample record to cut the same detection chunks
+        distributed.barrier(dist)
+        existing = _existing_samples(rd)
+        samples = [existing[r.sample_key] for r in requests]
+    detections = detect_missing(rd, samples, detector, batch_size=cfg.detector.batch_size, dist=dist, progress=progress)
+    distributed.barrier(dist)
+    if dist.is_main:
+        if dist.enabled:
+            samples = _merge_rank_samples(rd, requests)
+            detections = _merge_rank_detections(rd, samples, detector.fingerprint())
+        metrics, breakdowns, instances = score_boxes(layouts, samples, detections, cfg)
+        store.write_jsonl(rd.path(store.INSTANCES), (r.to_dict() for r in instances))
+        store.atomic_write_json(rd.path(store.BREAKDOWNS), breakdowns)
+        store.atomic_write_json(rd.path(store.METRICS), metrics)
+        store.atomic_write_text(rd.path(store.REPORT), render_summary(manifest, metrics))
+    distributed.barrier(dist)
     return rd.root
+
+
+def _check_existing(rd: store.RunDir, config_hash: str, resume: bool) -> None:
+    if not rd.exists():
+        return
+    old = rd.manifest()
+    if old.get("config_hash") != config_hash:
+        raise GligenEvalError(
+            f"{rd.root} holds a run of a different config (config hash {old.get('config_hash')} != {config_hash}); "
+            "choose another --out"
+        )
+    if not rd.is_complete() and not resume:
+        raise GligenEvalError(f"{rd.root} holds an unfinished run; pass --resume to finish it")
 
 
 def _uses_random_weights(cfg: RunConfig) -> bool:
     return cfg.model.name == "tiny" or cfg.detector.weights.endswith((".yaml", ".yml"))
 
 
+def _record_files(rd: store.RunDir, name: str) -> list[Path]:
+    stem = name[: -len(".jsonl")]
+    return [rd.path(name)] + sorted(rd.root.glob(f"{stem}.rank*.jsonl"))
+
+
+def _rank_file(rd: store.RunDir, name: str, dist) -> Path:
+    if not dist.enabled:
+        return rd.path(name)
+    return rd.path(f"{name[: -len('.jsonl')]}.rank{dist.rank}.jsonl")
+
+
 def _existing_samples(rd: store.RunDir) -> dict[str, SampleRecord]:
     out = {}
-    for r in store.iter_jsonl(rd.path(store.SAMPLES)):
-        s = SampleRecord.from_dict(r)
-        out[s.sample_key] = s
+    for f in _record_files(rd, store.SAMPLES):
+        for r in store.iter_jsonl(f):
+            s = SampleRecord.from_dict(r)
+            out[s.sample_key] = s
     return out
 
 
-def generate_missing(rd: store.RunDir, requests: list[Request], sampler, cfg: RunConfig, *, progress: bool = True):
-    """Generate the images that are not in the run directory yet; returns SampleRecords in request order."""
+def _existing_detections(rd: store.RunDir) -> dict[tuple[str, str], list]:
+    from gligen_eval.records import Detection
+
+    out: dict[tuple[str, str], list] = {}
+    for f in _record_files(rd, store.DETECTIONS):
+        for r in store.iter_jsonl(f):
+            out[(r["sample_key"], r["detector"])] = [Detection.from_dict(d) for d in r["detections"]]
+    return out
+
+
+def _merge_rank_samples(rd: store.RunDir, requests: list[Request]) -> list[SampleRecord]:
+    existing = _existing_samples(rd)
+    samples = [existing[r.sample_key] for r in requests]
+    store.write_jsonl(rd.path(store.SAMPLES), (s.to_dict() for s in samples))
+    for f in _record_files(rd, store.SAMPLES)[1:]:
+        f.unlink()
+    return samples
+
+
+def _merge_rank_detections(rd: store.RunDir, samples: list[SampleRecord], det_name: str) -> dict:
+    cached = _existing_detections(rd)
+    out = {s.sample_key: cached[(s.sample_key, det_name)] for s in samples}
+    rows = [{"sample_key": k, "detector": d, "detections": [x.to_dict() for x in v]} for (k, d), v in cached.items()]
+    store.write_jsonl(rd.path(store.DETECTIONS), rows)
+    for f in _record_files(rd, store.DETECTIONS)[1:]:
+        f.unlink()
+    return out
+
+
+def generate_missing(rd: store.RunDir, requests: list[Request], sampler, cfg: RunConfig, *, dist=None,
+                     progress: bool = True) -> list[SampleRecord]:  # fmt: skip
+    """Generate the images that are not in the run directory yet; returns SampleRecords in request order.
+
+    Requests are cut into fixed batches in request order; a batch with any image missing or corrupt
+    is generated whole, so every image always comes from the same batch (bit-identical reruns).
+    """
     from tqdm.auto import tqdm
 
+    from gligen_eval import distributed
+
+    dist = dist or distributed.DistInfo()
     existing = _existing_samples(rd)
-    settings = settings_for_key(cfg)
-    settings_hash = stable_hash(settings)
-    todo = []
-    for req in requests:
-        rec = existing.get(req.sample_key)
+    settings_hash = stable_hash(settings_for_key(cfg))
+
+    def done(req: Request) -> bool:
         path = rd.image_path(req.sample_key)
-        if rec is not None and path.exists() and store.is_valid_png(path):
-            continue
-        todo.append(req)
-    bs = cfg.sampler.batch_size
+        return req.sample_key in existing and path.exists() and store.is_valid_png(path)
+
+    todo = [b for b in distributed.my_chunks(requests, cfg.sampler.batch_size, dist) if not all(map(done, b))]
+    out_file = _rank_file(rd, store.SAMPLES, dist)
     new: dict[str, SampleRecord] = {}
-    with tqdm(total=len(todo), desc="generate", unit="img", disable=not progress or not todo, file=sys.stderr) as bar:
-        for i in range(0, len(todo), bs):
-            batch = todo[i : i + bs]
+    total = sum(len(b) for b in todo)
+    with tqdm(total=total, desc="generate", unit="img", disable=not progress or not todo, file=sys.stderr) as bar:
+        for batch in todo:
             images = sampler.generate([r.layout for r in batch], [r.seed for r in batch], cfg.sampler, progress=False)
             rows = []
             for req, img in zip(batch, images):
@@ -238,12 +311,11 @@ def generate_missing(rd: store.RunDir, requests: list[Request], sampler, cfg: Ru
                 )  # fmt: skip
                 rows.append(rec.to_dict())
                 new[req.sample_key] = rec
-            store.append_jsonl(rd.path(store.SAMPLES), rows)
+            store.append_jsonl(out_file, rows)
             bar.update(len(batch))
-    if existing and not new:
-        log.info("all %d images were already generated", len(requests))
+    log.info("generated %d images, reused %d", len(new), len(requests) - len(new))
     merged = {**existing, **new}
-    return [merged[r.sample_key] for r in requests]
+    return [merged[r.sample_key] for r in requests if r.sample_key in merged]
 
 
 def _schedule_extra(cfg: RunConfig) -> dict[str, Any]:
@@ -256,24 +328,26 @@ def _schedule_extra(cfg: RunConfig) -> dict[str, Any]:
     return d
 
 
-def detect_missing(rd: store.RunDir, samples: list[SampleRecord], detector, *, batch_size: int, progress: bool = True):
-    """Run the detector on images without cached detections; returns {sample_key: [Detection]}."""
+def detect_missing(rd: store.RunDir, samples: list[SampleRecord], detector, *, batch_size: int, dist=None,
+                   progress: bool = True) -> dict:  # fmt: skip
+    """Run the detector on images without cached detections; returns {sample_key: [Detection]}.
+
+    Like generation, detection works in fixed chunks of the sample order.
+    """
     from PIL import Image
     from tqdm.auto import tqdm
 
-    cached = rd.detections()
+    from gligen_eval import distributed
+
+    dist = dist or distributed.DistInfo()
+    cached = _existing_detections(rd)
     name = detector.fingerprint()
-    out = {}
-    todo = []
-    for s in samples:
-        key = (s.sample_key, name)
-        if key in cached:
-            out[s.sample_key] = cached[key]
-        else:
-            todo.append(s)
-    with tqdm(total=len(todo), desc="detect", unit="img", disable=not progress or not todo, file=sys.stderr) as bar:
-        for i in range(0, len(todo), batch_size):
-            batch = todo[i : i + batch_size]
+    out = {s.sample_key: cached[(s.sample_key, name)] for s in samples if (s.sample_key, name) in cached}
+    todo = [b for b in distributed.my_chunks(samples, batch_size, dist) if any(s.sample_key not in out for s in b)]
+    out_file = _rank_file(rd, store.DETECTIONS, dist)
+    with tqdm(total=sum(map(len, todo)), desc="detect", unit="img", disable=not progress or not todo,
+              file=sys.stderr) as bar:  # fmt: skip
+        for batch in todo:
             images = []
             for s in batch:
                 with Image.open(rd.root / s.image) as im:
@@ -283,7 +357,7 @@ def detect_missing(rd: store.RunDir, samples: list[SampleRecord], detector, *, b
             for s, d in zip(batch, dets):
                 out[s.sample_key] = d
                 rows.append({"sample_key": s.sample_key, "detector": name, "detections": [x.to_dict() for x in d]})
-            store.append_jsonl(rd.path(store.DETECTIONS), rows)
+            store.append_jsonl(out_file, rows)
             bar.update(len(batch))
     return out
 
