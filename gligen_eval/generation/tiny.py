@@ -10,6 +10,10 @@ Two details make the tiny model useful for tests:
 * The gates of the gated self-attention layers (``alpha_attn``/``alpha_dense``) are zero
   when a model is freshly built, which makes grounding a no-op. Here they are set to
   non-zero values drawn from the seed, so grounding changes the images.
+* At default initialisation the gated attention is nearly uniform and the object tokens are
+  small, so boxes and phrases barely matter. The query/key projections of the gated attention
+  and the last layer of the position net are scaled up (x4), so moving a box or changing a
+  phrase visibly changes the image.
 * The learnable null features of the position net (used for empty object slots) are
   random too, so padding is not accidentally the same as a zero object.
 
@@ -162,7 +166,7 @@ def tiny_components(
     }
 
 
-def _randomize_grounding_parameters(unet, seed: int) -> None:
+def _randomize_grounding_parameters(unet, seed: int, sharpen: float = 4.0, amplify: float = 4.0) -> None:
     """Give the gates and the null features of a freshly built gated UNet non-trivial values."""
     import torch
     from diffusers.models.attention import GatedSelfAttentionDense
@@ -174,8 +178,14 @@ def _randomize_grounding_parameters(unet, seed: int) -> None:
                 # tanh(0.5 .. 1.5) = 0.46 .. 0.91: grounding clearly changes the features
                 module.alpha_attn.copy_(0.5 + torch.rand((), generator=g))
                 module.alpha_dense.copy_(0.5 + torch.rand((), generator=g))
+                module.attn.to_q.weight.mul_(sharpen)
+                module.attn.to_k.weight.mul_(sharpen)
         net = getattr(unet, "position_net", None)
         if net is not None:
             for name, p in net.named_parameters():
                 if name.startswith("null_"):
                     p.copy_(0.1 * torch.randn(p.shape, generator=g))
+            for mlp_name in ("linears", "linears_text", "linears_image"):
+                mlp = getattr(net, mlp_name, None)
+                if mlp is not None:
+                    mlp[-1].weight.mul_(amplify)
