@@ -1,0 +1,88 @@
+"""Scoring against third-party reference data and numbers (skipped when ../shared is absent)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gligen_eval.errors import InputError
+from gligen_eval.scoring import coco
+
+BACKENDS = ["pycocotools", "faster"]
+
+# ../shared/data/reference/README.md: cocoapi fake bbox results on instances_val2014_100 (summarize() order)
+BBOX_REFERENCE = [
+    0.5045806987249628, 0.6969727247299577, 0.5729816669904824, 0.5856257209410443, 0.5193996948036719,
+    0.5013978986347466, 0.38681277964578054, 0.5936795762842003, 0.595352982877607, 0.6398109626113442,
+    0.5664205978994309, 0.5642905982905982,
+]  # fmt: skip
+# faster_coco_eval keypoints_dataset (asserted for faster_coco_eval and pycocotools upstream)
+KEYPOINT_REFERENCE = [
+    0.5048844884488449, 0.7227722772277227, 0.6336633663366337, 0.46633663366336636, 0.7504950495049505,
+    0.5181818181818182, 0.7272727272727273, 0.6363636363636364, 0.4666666666666666, 0.75,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bbox_reference_numbers(reference_dir, backend):
+    m = coco.score_detections_file(
+        reference_dir / "faster_coco_eval" / "dataset__cocoapi__instances_val2014_100.json",
+        reference_dir / "cocoapi" / "instances_val2014_fakebbox100_results.json",
+        iou_type="bbox",
+        backend=backend,
+    )
+    assert list(m) == list(coco.BBOX_KEYS)
+    for key, got, want in zip(coco.BBOX_KEYS, m.values(), BBOX_REFERENCE):
+        assert abs(got - want) <= 1e-9, (key, got, want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_keypoint_reference_numbers(reference_dir, backend):
+    d = reference_dir / "faster_coco_eval"
+    m = coco.score_detections_file(d / "keypoints_dataset__gt_dataset.json", d / "keypoints_dataset__dt_dataset.json",
+                                   iou_type="keypoints", backend=backend)  # fmt: skip
+    assert list(m) == list(coco.KEYPOINT_KEYS)
+    for key, got, want in zip(coco.KEYPOINT_KEYS, m.values(), KEYPOINT_REFERENCE):
+        assert abs(got - want) <= 1e-9, (key, got, want)
+
+
+def test_waymo_oks_pairs(reference_dir):
+    pairs = json.loads((reference_dir / "waymo_oks" / "oks_testdata.json").read_text())
+    assert len(pairs) == 60
+    n_unlabelled = 0
+    for i, p in enumerate(pairs):
+        g, d = p["ground_truth"], p["prediction"]
+        n_unlabelled += not any(v > 0 for v in g["keypoints"][2::3])
+        got = coco.oks(g["keypoints"], d["keypoints"], g["area"], sigmas=coco.COCO_KEYPOINT_SIGMAS, gt_bbox=g["bbox"])
+        assert abs(got - p["oks"]) <= 1e-9, (i, got, p["oks"])
+    assert n_unlabelled > 0  # the box-distance branch is exercised too
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mmpose_ground_truth_as_predictions(reference_dir, backend):
+    # every person with at least one labelled keypoint, predicted exactly (the two persons without
+    # keypoints are ignored by COCOeval; an all-zero "prediction" for them would be a false positive)
+    gt = json.loads((reference_dir / "mmpose" / "test_coco.json").read_text())
+    preds = [{"image_id": a["image_id"], "category_id": a["category_id"], "keypoints": a["keypoints"], "score": 1.0}
+             for a in gt["annotations"] if a["num_keypoints"] > 0]  # fmt: skip
+    assert len(preds) == 12
+    m = coco.evaluate_coco(gt, preds, iou_type="keypoints", backend=backend)
+    assert m["AP"] == 1.0 and m["AR"] == 1.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mmpose_person_detector_boxes(reference_dir, backend):
+    m = coco.score_detections_file(reference_dir / "mmpose" / "test_coco.json",
+                                   reference_dir / "mmpose" / "test_coco_det_AP_H_56.json", backend=backend)  # fmt: skip
+    assert m["AP"] == pytest.approx(0.7891214004, abs=1e-9)
+    assert m["AP50"] == pytest.approx(0.9823982398, abs=1e-9)
+
+
+def test_reference_results_not_matching_ground_truth(reference_dir, tmp_path):
+    res = json.loads((reference_dir / "cocoapi" / "instances_val2014_fakebbox100_results.json").read_text())
+    res[17] = dict(res[17], image_id=-5)
+    bad = tmp_path / "results.json"
+    bad.write_text(json.dumps(res))
+    with pytest.raises(InputError, match=r"results\.json \[result 17\]: image_id -5"):
+        coco.score_detections_file(reference_dir / "faster_coco_eval" / "dataset__cocoapi__instances_val2014_100.json", bad)
