@@ -1,0 +1,315 @@
+"""Detectors that look at generated images.
+
+One protocol, :class:`Detector`: ``detect(images)`` takes a list of PIL images and returns, per
+image, a list of :class:`~gligen_eval.records.Detection` with normalized xyxy boxes, ``label``
+= class name and ``score``. Implementations:
+
+* :class:`YoloDetector` -- ultralytics YOLO, from any local ``.pt`` checkpoint or a ``.yaml`` model
+  definition (random weights, seeded, for tests and the offline demo);
+* :class:`YoloPoseDetector` -- ultralytics ``*-pose`` models; detections carry 17 COCO keypoints.
+
+Backends are found through a lazy registry (``kind -> "module:Class"``): the library behind a
+detector is imported only when that detector is built. Add one with :func:`register_detector`,
+or name ``"package.module:Class"`` directly as the kind.
+
+ultralytics never downloads here: a missing ``.pt`` file is a :class:`MissingWeightsError`, and
+``YOLO_OFFLINE=1`` plus an isolated ``YOLO_CONFIG_DIR`` are set (when unset) before it is imported.
+Its log lines go to stderr, so that ``--json`` output on stdout stays clean.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import inspect
+import logging
+import os
+import sys
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+
+from gligen_eval.errors import ConfigError, MissingWeightsError
+from gligen_eval.records import Detection, stable_hash
+from gligen_eval.scoring.coco import COCO80_NAMES
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """What the runner needs from a detector."""
+
+    name: str
+
+    def fingerprint(self) -> str:
+        """Stable id of weights + settings; cached detections are keyed by it."""
+        ...
+
+    def detect(self, images: list[Any]) -> list[list[Detection]]:
+        """One list of detections (normalized xyxy boxes) per PIL image."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------
+# registry
+
+_REGISTRY: dict[str, str] = {
+    "yolo": "gligen_eval.scoring.detectors:YoloDetector",
+    "yolo-pose": "gligen_eval.scoring.detectors:YoloPoseDetector",
+}
+
+
+def register_detector(kind: str, target: str) -> None:
+    """Make ``kind`` build ``target`` (``"package.module:Class"``); the module is imported on use."""
+    if ":" not in target:
+        raise ValueError(f"detector target must look like 'package.module:Class', got {target!r}")
+    _REGISTRY[kind] = target
+
+
+def detector_kinds() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def resolve_detector(kind: str) -> type:
+    """The detector class for a registered kind or a ``"module:Class"`` path."""
+    target = _REGISTRY.get(kind, kind if ":" in kind else None)
+    if target is None:
+        raise ConfigError(f"unknown detector kind {kind!r} (known: {', '.join(detector_kinds())}, or 'package.module:Class')")
+    module, _, attr = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"detector kind {kind!r}: cannot load {target} ({e})") from None
+
+
+def build_detector(cfg: Any, *, device: str = "auto", **overrides: Any) -> Detector:
+    """Build the detector described by ``cfg`` (a :class:`~gligen_eval.config.DetectorConfig` or a mapping).
+
+    The config's fields that the detector's constructor accepts are passed on, then ``device`` and
+    ``overrides``. ``kind`` picks the class through the registry.
+    """
+    data: dict[str, Any] = asdict(cfg) if is_dataclass(cfg) else dict(cfg)
+    kind = data.pop("kind", "yolo")
+    cls = resolve_detector(kind)
+    params = inspect.signature(cls).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    kwargs = {k: v for k, v in data.items() if takes_any or k in params}
+    if takes_any or "device" in params:
+        kwargs["device"] = device
+    kwargs.update(overrides)
+    return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# ultralytics
+
+
+def _default_yolo_config_dir() -> str:
+    root = os.environ.get("GLIGEN_EVAL_VENV_ROOT") or str(Path.home() / ".cache" / "gligen-eval")
+    return str(Path(root) / "ultralytics-config")
+
+
+def _import_yolo() -> Any:
+    """``ultralytics.YOLO``, imported offline, with its log lines routed to stderr."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_CONFIG_DIR", _default_yolo_config_dir())
+    Path(os.environ["YOLO_CONFIG_DIR"]).mkdir(parents=True, exist_ok=True)
+    with contextlib.redirect_stdout(sys.stderr):
+        from ultralytics import YOLO
+    for h in logging.getLogger("ultralytics").handlers:
+        if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) in (sys.stdout, sys.__stdout__):
+            h.setStream(sys.stderr)
+    return YOLO
+
+
+def resolve_device(device: str = "auto") -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+class YoloDetector:
+    """ultralytics YOLO on a batch of PIL images.
+
+    Args:
+        weights: a local ``.pt`` checkpoint, or a ``.yaml`` model definition (a file, or a name that
+            ultralytics ships such as ``yolov8n.yaml``), built with random weights seeded by ``seed``.
+        conf, iou, imgsz, max_det: ultralytics prediction settings (score threshold, NMS IoU,
+            inference size, detections per image). Random weights need ``conf=0.0`` to find anything.
+        batch_size: images per forward pass.
+        device: ``"auto"`` (GPU when present), ``"cpu"``, ``"cuda:0"``...
+        class_names: class names by class index; by default the model's own, except that a
+            ``.yaml`` model with 80 classes gets the COCO-80 names.
+        seed: seed of the random weights of a ``.yaml`` model.
+    """
+
+    task = "detect"
+
+    def __init__(
+        self,
+        weights: str = "yolov8n.pt",
+        conf: float = 0.25,
+        iou: float = 0.7,
+        imgsz: int = 640,
+        max_det: int = 300,
+        batch_size: int = 16,
+        device: str = "auto",
+        *,
+        class_names: Sequence[str] | Mapping[int, str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        if not 0.0 <= conf <= 1.0:
+            raise ConfigError(f"detector conf must be in [0, 1], got {conf}")
+        if not 0.0 < iou <= 1.0:
+            raise ConfigError(f"detector iou must be in (0, 1], got {iou}")
+        if imgsz < 32 or max_det < 1 or batch_size < 1:
+            raise ConfigError(f"detector imgsz must be >= 32 and max_det, batch_size >= 1 (got {imgsz}, {max_det}, {batch_size})")
+        self.weights = str(weights)
+        self.conf, self.iou, self.imgsz, self.max_det = float(conf), float(iou), int(imgsz), int(max_det)
+        self.batch_size = int(batch_size)
+        self.device = resolve_device(device)
+        self.seed = int(seed)
+        self.random_weights = self.weights.endswith((".yaml", ".yml"))
+        self.model = self._load()
+        self.names = self._class_names(class_names)
+        self.name = f"{'yolo-pose' if self.task == 'pose' else 'yolo'}:{Path(self.weights).name}"
+        self._fingerprint: str | None = None
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def _load(self) -> Any:
+        YOLO = _import_yolo()
+        if self.random_weights:
+            import torch
+
+            try:
+                with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(sys.stderr):
+                    torch.manual_seed(self.seed)
+                    model = YOLO(self.weights, verbose=False)
+            except FileNotFoundError as e:
+                raise ConfigError(f"detector model definition {self.weights!r} not found ({e})") from None
+            self._weights_path = None
+        else:
+            path = Path(self.weights).expanduser()
+            if path.suffix != ".pt":
+                raise ConfigError(f"detector weights must be an ultralytics .pt checkpoint or a .yaml model definition, got {self.weights!r}")
+            if not path.is_file():
+                raise MissingWeightsError(
+                    f"detector weights {self.weights!r} not found at {path.resolve()}; downloads are disabled. "
+                    f"Download {path.name} (ultralytics releases: https://github.com/ultralytics/assets/releases) "
+                    f"and place it at {path.resolve()}, or set detector.weights to the path of a local .pt file "
+                    "(or to a .yaml model definition such as yolov8n.yaml for random weights)"
+                )
+            self._weights_path = path.resolve()
+            with contextlib.redirect_stdout(sys.stderr):
+                model = YOLO(str(self._weights_path), verbose=False)
+        if getattr(model, "task", self.task) != self.task:
+            raise ConfigError(f"{self.weights!r} is a {model.task!r} model; {type(self).__name__} needs a {self.task!r} model")
+        return model
+
+    def _class_names(self, override: Sequence[str] | Mapping[int, str] | None) -> dict[int, str]:
+        if override is not None:
+            items = override.items() if isinstance(override, Mapping) else enumerate(override)
+            return {int(k): str(v) for k, v in items}
+        names = {int(k): str(v) for k, v in dict(self.model.names).items()}
+        placeholder = all(v == str(k) for k, v in names.items())
+        if self.random_weights and placeholder and len(names) == len(COCO80_NAMES):
+            return dict(enumerate(COCO80_NAMES))
+        if self.random_weights and placeholder and len(names) == 1 and self.task == "pose":
+            return {0: "person"}
+        return names
+
+    # -- protocol ----------------------------------------------------------------------------
+
+    def settings(self) -> dict[str, Any]:
+        return {"task": self.task, "conf": self.conf, "iou": self.iou, "imgsz": self.imgsz, "max_det": self.max_det,
+                "names": [self.names[k] for k in sorted(self.names)]}  # fmt: skip
+
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            if self._weights_path is not None:
+                weights = {"sha256": _file_digest(self._weights_path)}
+            else:
+                from ultralytics.nn.tasks import yaml_model_load
+
+                cfg = yaml_model_load(self.weights)
+                weights = {"yaml": {k: v for k, v in cfg.items() if k != "yaml_file"}, "seed": self.seed}
+            self._fingerprint = stable_hash({"detector": self.name, "weights": weights, **self.settings()})
+        return self._fingerprint
+
+    def detect(self, images: list[Any]) -> list[list[Detection]]:
+        out: list[list[Detection]] = []
+        for i in range(0, len(images), self.batch_size):
+            chunk = [im.convert("RGB") if getattr(im, "mode", "RGB") != "RGB" else im for im in images[i : i + self.batch_size]]
+            with contextlib.redirect_stdout(sys.stderr):
+                results = self.model.predict(chunk, conf=self.conf, iou=self.iou, imgsz=self.imgsz, max_det=self.max_det,
+                                             device=self.device, verbose=False)  # fmt: skip
+            out.extend(self._convert(r) for r in results)
+        return out
+
+    def _convert(self, result: Any) -> list[Detection]:
+        boxes = result.boxes
+        if boxes is None or len(boxes) == 0:
+            return []
+        xyxy = boxes.xyxyn.clamp(0, 1).cpu().tolist()
+        scores = boxes.conf.cpu().tolist()
+        cls = boxes.cls.cpu().int().tolist()
+        return [Detection(box=tuple(b), label=self.names.get(c, str(c)), score=s) for b, s, c in zip(xyxy, scores, cls)]
+
+
+class YoloPoseDetector(YoloDetector):
+    """ultralytics ``*-pose`` model: person detections with 17 COCO keypoints.
+
+    Each keypoint is ``(x, y, v)`` normalized; ``v`` is 2 when the model's keypoint confidence is at
+    least ``kpt_conf`` and 0 otherwise (all 2 for models without keypoint confidences).
+    """
+
+    task = "pose"
+
+    def __init__(
+        self,
+        weights: str = "yolov8n-pose.pt",
+        conf: float = 0.25,
+        iou: float = 0.7,
+        imgsz: int = 640,
+        max_det: int = 300,
+        batch_size: int = 16,
+        device: str = "auto",
+        *,
+        kpt_conf: float = 0.5,
+        class_names: Sequence[str] | Mapping[int, str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        if not 0.0 <= kpt_conf <= 1.0:
+            raise ConfigError(f"kpt_conf must be in [0, 1], got {kpt_conf}")
+        self.kpt_conf = float(kpt_conf)
+        super().__init__(weights, conf, iou, imgsz, max_det, batch_size, device, class_names=class_names, seed=seed)
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "kpt_conf": self.kpt_conf}
+
+    def _convert(self, result: Any) -> list[Detection]:
+        dets = super()._convert(result)
+        kp = getattr(result, "keypoints", None)
+        if not dets or kp is None:
+            return dets
+        xy = kp.xyn.clamp(0, 1).cpu().tolist()
+        conf = kp.conf.cpu().tolist() if kp.conf is not None else None
+        out = []
+        for n, d in enumerate(dets):
+            pts = tuple(
+                (float(x), float(y), 2 if conf is None or conf[n][k] >= self.kpt_conf else 0)
+                for k, (x, y) in enumerate(xy[n])
+            )
+            out.append(Detection(box=d.box, label=d.label, score=d.score, category_id=d.category_id, keypoints=pts))
+        return out
