@@ -1,0 +1,125 @@
+"""faster-coco-eval vs pycocotools inside gligen-eval's box-scoring path.
+
+Builds N synthetic generated images with K grounded boxes each (layouts + jittered detections,
+misses and false positives), converts them with ``build_eval_inputs`` and times
+``evaluate_coco`` with both backends (validation, copies, evaluation, summary). Prints a table,
+or one JSON object with ``--json``.
+
+    python benchmarks/bench_coco_backends.py                 # 5000 images x 7 boxes
+    python benchmarks/bench_coco_backends.py --images 500 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gligen_eval.records import Detection, GroundedObject, Layout
+from gligen_eval.scoring import coco
+
+CLASSES = ("person", "dog", "cat", "car", "chair", "bottle", "bird", "kite", "cup", "horse")
+
+
+def synthetic(n_images: int, n_boxes: int, seed: int = 0, size: tuple[int, int] = (512, 512)):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_images):
+        objs, dets = [], []
+        for _ in range(n_boxes):
+            w, h = rng.uniform(0.03, 0.4, 2)
+            x0, y0 = rng.uniform(0, 1 - w), rng.uniform(0, 1 - h)
+            name = CLASSES[int(rng.integers(len(CLASSES)))]
+            box = (x0, y0, x0 + w, y0 + h)
+            objs.append(GroundedObject(phrase=name, box=box, category=name))
+            if rng.random() < 0.85:  # found, with some localisation error
+                j = rng.normal(0, 0.03, 4) * np.array([w, h, w, h]) * 3
+                db = tuple(float(v) for v in np.clip(np.array(box) + j, 0, 1))
+                dets.append(Detection(box=db, label=name, score=float(rng.random())))
+        for _ in range(int(rng.integers(0, 3))):  # false positives
+            x0, y0 = rng.uniform(0, 0.8, 2)
+            dets.append(Detection(box=(x0, y0, x0 + 0.1, y0 + 0.2), label=CLASSES[int(rng.integers(len(CLASSES)))],
+                                  score=float(rng.random())))  # fmt: skip
+        rows.append((f"s{i}", Layout(f"l{i}", "synthetic", tuple(objs)), size[0], size[1], dets))
+    return rows
+
+
+def _git_hash() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parent).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=5000)
+    ap.add_argument("--boxes", type=int, default=7)
+    ap.add_argument("--repeat", type=int, default=1, help="timed runs per backend (the best is kept)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+
+    rows = synthetic(args.images, args.boxes, args.seed)
+    t0 = time.perf_counter()
+    gt, results = coco.build_eval_inputs(rows)
+    t_build = time.perf_counter() - t0
+
+    times: dict[str, float] = {}
+    metrics: dict[str, dict[str, float]] = {}
+    for backend in ("faster", "pycocotools"):
+        best = float("inf")
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            metrics[backend] = coco.evaluate_coco(gt, results, backend=backend)
+            best = min(best, time.perf_counter() - t0)
+        times[backend] = best
+    max_diff = max(abs(metrics["faster"][k] - metrics["pycocotools"][k]) for k in metrics["faster"])
+    out = {
+        "images": args.images,
+        "boxes_per_image": args.boxes,
+        "ground_truth_boxes": len(gt["annotations"]),
+        "detections": len(results),
+        "build_inputs_s": round(t_build, 4),
+        "pycocotools_s": round(times["pycocotools"], 4),
+        "faster_s": round(times["faster"], 4),
+        "ratio": round(times["pycocotools"] / times["faster"], 3),
+        "ratio_with_build": round((times["pycocotools"] + t_build) / (times["faster"] + t_build), 3),
+        "max_abs_metric_diff": max_diff,
+        "AP": metrics["faster"]["AP"],
+        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+                    "processor": platform.processor() or platform.machine()},  # fmt: skip
+        "versions": {m: _version(m) for m in ("pycocotools", "faster_coco_eval", "numpy")},
+        "git": _git_hash(),
+    }
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{args.images} images x {args.boxes} boxes: {out['ground_truth_boxes']} GT boxes, {out['detections']} detections")
+        print(f"  build COCO inputs   {t_build:8.3f} s")
+        print(f"  pycocotools         {times['pycocotools']:8.3f} s")
+        print(f"  faster-coco-eval    {times['faster']:8.3f} s")
+        print(f"  ratio               {out['ratio']:8.2f} x   (with input building: {out['ratio_with_build']:.2f} x)")
+        print(f"  max |metric diff|   {max_diff:.3g}    (AP {out['AP']:.4f})")
+    return 0
+
+
+def _version(module: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(module.replace("_", "-"))
+    except Exception:  # noqa: BLE001
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
