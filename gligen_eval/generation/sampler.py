@@ -1,0 +1,297 @@
+"""The batched grounded sampler.
+
+One denoising loop for a batch of *different* layouts, on diffusers building blocks (a gated
+``UNet2DConditionModel`` and its ``position_net``, a VAE, a CLIP text encoder, a scheduler):
+
+* every sample starts from its own noise, drawn on the CPU from ``torch.Generator().manual_seed(seed)``
+  with the latent shape of one sample, so an image depends on its layout, seed and settings,
+  not on the batch it ran in nor on the device;
+* classifier-free guidance runs the unconditional and the conditional halves in one UNet call per
+  step (``[uncond; cond]``); the unconditional half has the negative prompt and the null grounding
+  (all object masks zero);
+* the grounding scale of step ``i`` comes from the α (official) or β (diffusers hard cut)
+  schedule (:mod:`~gligen_eval.generation.schedule`); at scale 0 the position net and the gated
+  layers are not run at all;
+* the grounding tokens come from a :class:`~gligen_eval.generation.grounding.GroundingTokenizer`
+  (text+box by default), so other modalities plug in without touching the loop.
+
+With batch 1, the β schedule and the same components, the output equals diffusers'
+``StableDiffusionGLIGENPipeline`` (``output_type="np"``) to float rounding.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from gligen_eval.config import SamplerConfig
+from gligen_eval.generation.grounding import (
+    GroundingContext,
+    GroundingTokenizer,
+    default_grounding,
+    install_scaled_fusers,
+    set_grounding_scale,
+)
+from gligen_eval.generation.loading import place
+from gligen_eval.generation.schedule import grounding_schedule
+from gligen_eval.records import Layout
+
+SCHEDULERS = {
+    "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
+    "ddim": ("DDIMScheduler", {}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "dpm": ("DPMSolverMultistepScheduler", {}),
+}
+"""``SamplerConfig.scheduler`` name -> diffusers scheduler class and config overrides."""
+
+
+def make_scheduler(name: str, base: Any):
+    """A fresh scheduler of kind ``name`` built from the configuration of ``base`` (a scheduler or its config)."""
+    import diffusers
+
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r} (known: {', '.join(SCHEDULERS)})")
+    cls_name, overrides = SCHEDULERS[name]
+    config = getattr(base, "config", base)
+    return getattr(diffusers, cls_name).from_config(config, **overrides)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class GroundedSampler:
+    """Generates images for batches of layouts.
+
+    ``components``: ``unet`` (gated), ``vae``, ``text_encoder``, ``tokenizer``, ``scheduler``
+    (e.g. from :func:`~gligen_eval.generation.loading.load_components` or
+    :func:`~gligen_eval.generation.tiny.tiny_components`). The UNet's gated layers are replaced
+    by their scaled form (same parameters, same state dict). ``grounding``: the modality's
+    tokenizer; by default the one that fits the UNet's position net (text+box).
+    """
+
+    def __init__(
+        self,
+        components: Mapping[str, Any],
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        grounding: GroundingTokenizer | None = None,
+    ):
+        missing = [k for k in ("unet", "vae", "text_encoder", "tokenizer", "scheduler") if k not in components]
+        if missing:
+            raise ValueError(f"components are missing: {', '.join(missing)}")
+        self.device = resolve_device(device)
+        self.dtype = dtype
+        self.components = dict(components)
+        for key in ("unet", "vae", "text_encoder"):
+            self.components[key] = place(self.components[key], self.device, dtype)
+        self.unet = self.components["unet"]
+        self.vae = self.components["vae"]
+        self.text_encoder = self.components["text_encoder"]
+        self.tokenizer = self.components["tokenizer"]
+        self.scheduler_config = self.components["scheduler"].config
+        self.grounding = grounding if grounding is not None else default_grounding(self.components)
+        self.grounding.check(self.components)
+        self.num_fusers = install_scaled_fusers(self.unet)
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    # ---------------------------------------------------------------------------------------
+    # public API
+
+    def generate(
+        self,
+        layouts: Sequence[Layout],
+        seeds: Sequence[int],
+        settings: SamplerConfig,
+        *,
+        progress: bool = True,
+    ) -> list:
+        """One PIL image per (layout, seed) pair, in order."""
+        from PIL import Image
+
+        arrays = self.generate_arrays(layouts, seeds, settings, progress=progress)
+        return [Image.fromarray(a) for a in to_uint8(arrays)]
+
+    def generate_arrays(
+        self,
+        layouts: Sequence[Layout],
+        seeds: Sequence[int],
+        settings: SamplerConfig,
+        *,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Float32 images in [0, 1], shape (N, H, W, 3), for the (layout, seed) pairs."""
+        return self.generate_tensors(layouts, seeds, settings, progress=progress).permute(0, 2, 3, 1).numpy()
+
+    @torch.no_grad()
+    def generate_tensors(
+        self,
+        layouts: Sequence[Layout],
+        seeds: Sequence[int],
+        settings: SamplerConfig,
+        *,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Float32 CPU images in [0, 1], shape (N, 3, H, W); batches of ``settings.batch_size``."""
+        layouts = list(layouts)
+        seeds = [int(s) for s in seeds]
+        if len(layouts) != len(seeds):
+            raise ValueError(f"got {len(layouts)} layouts but {len(seeds)} seeds; pass one seed per layout")
+        if not layouts:
+            return torch.zeros(0, 3, settings.height, settings.width)
+        self._check_settings(settings)
+        cache: dict[Any, Any] = {}
+        bs = max(1, int(settings.batch_size))
+        n_batches = math.ceil(len(layouts) / bs)
+        bar = _progress_bar(n_batches * self._loop_length(settings), progress)
+        out = []
+        try:
+            for start in range(0, len(layouts), bs):
+                out.append(
+                    self._sample_batch(layouts[start : start + bs], seeds[start : start + bs], settings, cache, bar)
+                )
+        finally:
+            if bar is not None:
+                bar.close()
+        return torch.cat(out)
+
+    # ---------------------------------------------------------------------------------------
+    # the loop
+
+    def _check_settings(self, settings: SamplerConfig) -> None:
+        if settings.height % self.vae_scale_factor or settings.width % self.vae_scale_factor:
+            raise ValueError(
+                f"height/width must be multiples of {self.vae_scale_factor}, got {settings.height}x{settings.width}"
+            )
+        if not 1 <= settings.max_objects <= 30:
+            raise ValueError(f"max_objects must be in [1, 30], got {settings.max_objects}")
+        if settings.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {settings.steps}")
+
+    def _loop_length(self, settings: SamplerConfig) -> int:
+        scheduler = make_scheduler(settings.scheduler, self.scheduler_config)
+        scheduler.set_timesteps(settings.steps)
+        return len(scheduler.timesteps)
+
+    def _encode_prompts(self, prompts: Sequence[str], cache: dict) -> torch.Tensor:
+        """``last_hidden_state`` of each prompt (padded to the tokenizer's maximum length), cached per call."""
+        store = cache.setdefault("prompt_embeds", {})
+        new = list(dict.fromkeys(p for p in prompts if p not in store))
+        if new:
+            ids = self.tokenizer(
+                new,
+                padding="max_length",
+                max_length=self.tokenizer.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            ).input_ids.to(self.device)
+            attention_mask = None
+            if getattr(self.text_encoder.config, "use_attention_mask", False):
+                attention_mask = (ids != self.tokenizer.pad_token_id).long()
+            hidden = self.text_encoder(ids, attention_mask=attention_mask)[0].to(self.dtype)
+            for p, h in zip(new, hidden):
+                store[p] = h
+        return torch.stack([store[p] for p in prompts])
+
+    def _sample_batch(self, layouts, seeds, settings: SamplerConfig, cache: dict, bar) -> torch.Tensor:
+        b = len(layouts)
+        cfg = settings.guidance_scale > 1.0
+        scheduler = make_scheduler(settings.scheduler, self.scheduler_config)
+        scheduler.set_timesteps(settings.steps, device=self.device)
+        timesteps = scheduler.timesteps
+
+        # text conditioning: [uncond; cond]
+        prompt_embeds = self._encode_prompts([layout.caption for layout in layouts], cache)
+        if cfg:
+            negative = self._encode_prompts([settings.negative_prompt] * b, cache)
+            prompt_embeds = torch.cat([negative, prompt_embeds])
+
+        # grounding
+        latent_shape = (
+            self.unet.config.out_channels,
+            settings.height // self.vae_scale_factor,
+            settings.width // self.vae_scale_factor,
+        )
+        ctx = GroundingContext(
+            components=self.components,
+            device=self.device,
+            dtype=self.dtype,
+            max_objects=settings.max_objects,
+            latent_shape=latent_shape,
+            cache=cache,
+        )
+        grounding = self.grounding.prepare(layouts, ctx)
+        if cfg:
+            gligen = {k: torch.cat([grounding.uncond[k], grounding.cond[k]]) for k in grounding.cond}
+        else:
+            gligen = dict(grounding.cond)
+        extra = grounding.extra_channels
+        if extra is not None and cfg:
+            extra = torch.cat([extra, extra])
+        if grounding.fixed_scale is not None:
+            scales = [float(grounding.fixed_scale)] * len(timesteps)
+        else:
+            scales = grounding_schedule(len(timesteps), settings.schedule, alpha=settings.alpha, beta=settings.beta)
+
+        # noise: one generator per sample; the same generators drive stochastic scheduler steps
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        latents = torch.cat(
+            [torch.randn((1, *latent_shape), generator=g, dtype=self.dtype) for g in generators]
+        ).to(self.device)
+        latents = latents * scheduler.init_noise_sigma
+        step_kwargs = _step_kwargs(scheduler, generators)
+
+        for i, t in enumerate(timesteps):
+            scale = scales[i]
+            set_grounding_scale(self.unet, scale)
+            if grounding.step_hook is not None:
+                latents = grounding.step_hook(latents, t, i)
+            model_input = torch.cat([latents, latents]) if cfg else latents
+            model_input = scheduler.scale_model_input(model_input, t)
+            if extra is not None:
+                model_input = torch.cat([model_input, extra], dim=1)
+            noise_pred = self.unet(
+                model_input,
+                t,
+                encoder_hidden_states=prompt_embeds,
+                cross_attention_kwargs={"gligen": gligen} if scale != 0 else None,
+            ).sample
+            if cfg:
+                uncond, cond = noise_pred.chunk(2)
+                noise_pred = uncond + settings.guidance_scale * (cond - uncond)
+            latents = scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
+            if bar is not None:
+                bar.update(1)
+        set_grounding_scale(self.unet, 1.0)
+
+        image = self.vae.decode(latents / self.vae.config.scaling_factor).sample
+        return (image * 0.5 + 0.5).clamp(0, 1).float().cpu()
+
+
+def _step_kwargs(scheduler, generators) -> dict[str, Any]:
+    params = inspect.signature(scheduler.step).parameters
+    kwargs: dict[str, Any] = {}
+    if "eta" in params:
+        kwargs["eta"] = 0.0
+    if "generator" in params:
+        kwargs["generator"] = generators[0] if len(generators) == 1 else generators
+    return kwargs
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="generate", unit="step", leave=False)
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """[0, 1] floats → uint8, rounding like diffusers' ``numpy_to_pil``."""
+    return (images * 255).round().astype(np.uint8)
