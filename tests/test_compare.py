@@ -1,0 +1,183 @@
+"""Paired run-vs-run comparison and the regression gate."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+import report_runs as rr
+from gligen_eval.reporting import compare_runs
+from gligen_eval.reporting.compare import load_gate, parse_gate
+from gligen_eval.errors import InputError
+
+GATE = """
+metrics:
+  box/AP:      {max_drop: 0.01, confidence: 0.95}
+  box/mIoU:    {max_drop: 0.01}
+  box/success: {max_drop: 0.02}
+  fid:         {max_rise: 0.5}
+bootstrap: {n_boot: 300, n_boot_ap: 60, seed: 3}
+"""
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cmp")
+    return {
+        "base": rr.make_run(root, "base", extra_metrics={"fid": 20.0}),
+        # a model that ignores part of its grounding: the same layouts and seeds, boxes drawn off target
+        "drifted": rr.make_run(root, "drifted", drift=0.05, extra_metrics={"fid": 20.2}),
+        # a model that matches the layouts as well but has a worse FID
+        "blurry": rr.make_run(root, "blurry", extra_metrics={"fid": 21.0}, model="other-weights"),
+        "one_seed": rr.make_run(root, "one_seed", seeds=(0,), extra_metrics={"fid": 20.0}),
+    }
+
+
+@pytest.fixture(scope="module")
+def gate(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("gate") / "gate.yaml"
+    p.write_text(GATE)
+    return p
+
+
+def _metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_a_run_passes_against_itself(runs, gate):
+    res = compare_runs(runs["base"], runs["base"], gate)
+    assert res.exit_code == 0 and res.verdict == "pass"
+    for key in ("box/AP", "box/mIoU", "box/success"):
+        row = res.row(key)
+        assert row.diff == 0.0 and row.lo == 0.0 and row.hi == 0.0
+        assert row.verdict == "pass"
+    assert res.row("fid").verdict == "pass" and res.row("fid").lo is None  # no per-layout data: point value
+    assert res.paired == {"layouts": 8, "samples": 16, "baseline_samples": 16, "candidate_samples": 16}
+    assert "✅ PASS" in res.markdown
+
+
+def test_a_degraded_candidate_fails_the_gate(runs, gate):
+    base, cand = _metrics(runs["base"]), _metrics(runs["drifted"])
+    res = compare_runs(runs["base"], runs["drifted"], gate)
+    assert res.exit_code == 1 and res.verdict == "regression"
+    ap, miou = res.row("box/AP"), res.row("box/mIoU")
+    # the recomputed values are the runs' own numbers, and the difference is paired over the same layouts
+    assert ap.baseline == pytest.approx(base["box/AP"], abs=1e-12)
+    assert ap.candidate == pytest.approx(cand["box/AP"], abs=1e-12)
+    assert miou.diff == pytest.approx(cand["box/mIoU"] - base["box/mIoU"], abs=1e-12)
+    for row in (ap, miou):
+        assert row.lo <= row.diff <= row.hi < -0.01
+        assert row.verdict == "regression"
+    assert res.row("fid").verdict == "pass"  # +0.2 <= 0.5
+    assert {r.key for r in res.regressions} >= {"box/AP", "box/mIoU"}
+    md = res.markdown
+    assert "❌ REGRESSION" in md and "| box/AP |" in md and "dropped by more than 0.01" in md
+    assert "<details><summary>config differences</summary>" not in md or "drift" not in md
+    data = json.loads(json.dumps(res.to_json(), allow_nan=False))
+    assert data["verdict"] == "regression" and data["exit_code"] == 1
+    assert data["bootstrap"] == {"unit": "layout", "n_boot": 300, "n_boot_ap": 60, "seed": 3,
+                                 "implementation": "gligen_eval.scoring.stats.paired_bootstrap_diff"}  # fmt: skip
+
+
+def test_point_metric_rise_is_judged_without_an_interval(runs, gate):
+    res = compare_runs(runs["base"], runs["blurry"], gate)
+    assert res.exit_code == 1
+    fid = res.row("fid")
+    assert fid.diff == pytest.approx(1.0) and fid.lo is None and fid.verdict == "regression"
+    assert res.row("box/AP").verdict == "pass"  # the same images: no difference at all
+    assert [r.key for r in res.regressions] == ["fid"]
+    assert res.config_diff == {"model.name": ["toy-painter", "other-weights"]}
+
+
+def test_no_gate_reports_without_enforcing(runs):
+    res = compare_runs(runs["base"], runs["drifted"], None, n_boot=50)
+    assert res.exit_code == 0 and res.gate is None
+    assert all(r.verdict == "info" for r in res.rows)
+    assert res.row("box/AP").hi < 0  # the difference is still reported with its interval
+    assert "No gate file" in res.markdown
+
+
+def test_unpaired_runs_are_refused_unless_allowed(runs, gate):
+    res = compare_runs(runs["base"], runs["one_seed"], gate)
+    assert res.exit_code == 2 and res.verdict == "unusable"
+    assert "8 (layout, seed) pair(s) only in the baseline (e.g. L000/seed 1" in res.message
+    assert "--allow-mismatch" in res.message and "CANNOT COMPARE" in res.markdown
+
+    ok = compare_runs(runs["base"], runs["one_seed"], gate, allow_mismatch=True)
+    assert ok.exit_code == 0
+    assert ok.paired["samples"] == 8 and ok.paired["layouts"] == 8
+    assert any("kept 8 shared pairs" in n for n in ok.notes)
+
+
+def test_changed_layouts_are_named(runs, gate, tmp_path):
+    layouts = rr.make_layouts()
+    moved = list(layouts)
+    first = moved[1]
+    shifted = tuple(type(o)(phrase=o.phrase, box=(o.box[0] * 0.9, o.box[1], o.box[2] * 0.9, o.box[3]),
+                            category=o.category) for o in first.objects)  # fmt: skip
+    moved[1] = type(first)(layout_id=first.layout_id, caption=first.caption, objects=shifted, width=64, height=64)
+    other = rr.make_run(tmp_path, "moved", layouts=moved, extra_metrics={"fid": 20.0})
+    res = compare_runs(runs["base"], other, gate)
+    assert res.exit_code == 2
+    assert "1 layout(s) with the same id but different content (e.g. L001)" in res.message
+    assert "only in the" not in res.message  # L001 still pairs by (layout, seed); its content is what differs
+    allowed = compare_runs(runs["base"], other, gate, allow_mismatch=True)
+    assert allowed.exit_code in (0, 1) and allowed.paired["layouts"] == 7
+
+
+def test_bad_gates_and_missing_metrics_are_unusable(runs, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("metrics:\n  box/AP: {max_dorp: 0.01}\n")
+    res = compare_runs(runs["base"], runs["base"], bad)
+    assert res.exit_code == 2 and "unknown rule key(s) max_dorp" in res.message and "[box/AP]" in res.message
+    missing = tmp_path / "kid.yaml"
+    missing.write_text("metrics:\n  kid: {max_rise: 0.001}\n  box/AP: {max_drop: 0.01}\n")
+    res = compare_runs(runs["base"], runs["drifted"], missing)
+    assert res.exit_code == 2
+    assert "kid (missing in the baseline and candidate metrics.json)" in res.message
+    res = compare_runs(runs["base"], tmp_path / "nope", missing)
+    assert res.exit_code == 2 and "nope: not a directory" in res.message
+    with pytest.raises(InputError, match="unknown gate key"):
+        parse_gate({"metric": {}})
+    with pytest.raises(InputError, match="sets none of"):
+        parse_gate({"metrics": {"box/AP": {"confidence": 0.9}}})
+    with pytest.raises(InputError, match="confidence must be a number in"):
+        parse_gate({"metrics": {"box/AP": {"max_drop": 0.01, "confidence": 95}}})
+    with pytest.raises(InputError, match="gate file not found"):
+        load_gate(tmp_path / "absent.yaml")
+
+
+def test_absolute_bounds_and_confidence(runs, tmp_path):
+    cand = _metrics(runs["drifted"])
+    g = parse_gate({"metrics": {"box/mIoU": {"min": cand["box/mIoU"] + 0.01}, "box/success": {"max": 2.0}},
+                    "bootstrap": {"n_boot_ap": 10}})  # fmt: skip
+    res = compare_runs(runs["base"], runs["drifted"], g, n_boot=50)
+    assert res.row("box/mIoU").verdict == "regression" and "below" in res.row("box/mIoU").note
+    assert res.row("box/success").verdict == "pass" and res.exit_code == 1
+    # a wider interval at a higher confidence
+    def at(confidence):
+        rules = {"metrics": {"box/mIoU": {"max_drop": 0.5, "confidence": confidence}}, "bootstrap": {"n_boot_ap": 10}}
+        return compare_runs(runs["base"], runs["drifted"], parse_gate(rules), n_boot=200)
+
+    narrow, wide = at(0.5), at(0.99)
+    n, w = narrow.row("box/mIoU"), wide.row("box/mIoU")
+    assert n.diff == w.diff and (w.hi - w.lo) > (n.hi - n.lo) > 0
+    assert narrow.exit_code == wide.exit_code == 0  # the drop is smaller than 0.5
+
+
+def test_cli_exit_codes_and_json(runs, gate, tmp_path, capsys):
+    from gligen_eval.cli import main
+
+    assert main(["compare", str(runs["base"]), str(runs["base"]), "--gate", str(gate)]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(runs["base"]), str(runs["drifted"]), "--gate", str(gate), "--json",
+                 "--out", str(tmp_path)]) == 1  # fmt: skip
+    data = json.loads(capsys.readouterr().out)
+    assert data["verdict"] == "regression" and not any(isinstance(v, float) and math.isnan(v)
+                                                        for r in data["metrics"] for v in r.values())  # fmt: skip
+    assert (tmp_path / "compare.md").read_text().startswith("### gligen-eval compare: ❌ REGRESSION")
+    assert main(["compare", str(runs["base"]), str(runs["one_seed"]), "--gate", str(gate)]) == 2
+    assert "only in the baseline" in capsys.readouterr().out
