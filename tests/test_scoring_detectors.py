@@ -92,6 +92,19 @@ def test_pose_from_yaml_returns_keypoints():
     assert 0.0 <= m["AP"] <= 1.0
 
 
+def test_local_pt_checkpoint(yolo, tmp_path):
+    ckpt = tmp_path / "random-yolov8n.pt"
+    yolo.model.save(str(ckpt))  # ultralytics stores the weights in half precision
+    det = YoloDetector(str(ckpt), conf=0.0, iou=0.7, imgsz=64, max_det=20, device="cpu")
+    assert det.name == "yolo:random-yolov8n.pt" and det.names[0] == "person"
+    assert det.fingerprint() != yolo.fingerprint()
+    images = _images(2)
+    for da, db in zip(yolo.detect(images), det.detect(images)):
+        assert len(da) == len(db)
+        np.testing.assert_allclose([x.box for x in da], [x.box for x in db], atol=1e-2)
+        np.testing.assert_allclose([x.score for x in da], [x.score for x in db], rtol=2e-2, atol=1e-6)
+
+
 def test_missing_weights_never_download(tmp_path):
     with pytest.raises(MissingWeightsError) as e:
         YoloDetector(str(tmp_path / "yolov8x.pt"), device="cpu")

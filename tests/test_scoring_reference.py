@@ -86,3 +86,22 @@ def test_reference_results_not_matching_ground_truth(reference_dir, tmp_path):
     bad.write_text(json.dumps(res))
     with pytest.raises(InputError, match=r"results\.json \[result 17\]: image_id -5"):
         coco.score_detections_file(reference_dir / "faster_coco_eval" / "dataset__cocoapi__instances_val2014_100.json", bad)
+
+
+def test_lvis_v05_ground_truth_as_predictions(reference_dir):
+    path = reference_dir / "faster_coco_eval" / "lvis_dataset__lvis_val_100.json"
+    gt = json.loads(path.read_text())
+    assert coco.is_lvis_gt(gt)
+    res = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+           for a in gt["annotations"]]  # fmt: skip
+    m = coco.evaluate_coco(gt, res, lvis_style=True)
+    assert list(m) == list(coco.metric_keys("bbox", lvis_style=True))
+    assert all(v == 1.0 for v in m.values())
+    # leave out the predictions of rare categories: APr drops to 0 and AP by their share of categories
+    freq = {c["id"]: c["frequency"] for c in gt["categories"]}
+    present = {a["category_id"] for a in gt["annotations"]}
+    n_rare = sum(freq[c] == "r" for c in present)
+    assert n_rare > 0
+    m = coco.evaluate_coco(gt, [r for r in res if freq[r["category_id"]] != "r"], lvis_style=True)
+    assert m["APr"] == 0.0 and m["APc"] == 1.0 and m["APf"] == 1.0
+    assert m["AP"] == pytest.approx((len(present) - n_rare) / len(present), abs=1e-12)

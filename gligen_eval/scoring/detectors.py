@@ -148,8 +148,9 @@ class YoloDetector:
             inference size, detections per image). Random weights need ``conf=0.0`` to find anything.
         batch_size: images per forward pass.
         device: ``"auto"`` (GPU when present), ``"cpu"``, ``"cuda:0"``...
-        class_names: class names by class index; by default the model's own, except that a
-            ``.yaml`` model with 80 classes gets the COCO-80 names.
+        class_names: class names by class index; by default the model's own, except that a model
+            without names (built from a ``.yaml``) gets the COCO-80 names when it has 80 classes
+            and ``person`` when it is a one-class pose model.
         seed: seed of the random weights of a ``.yaml`` model.
     """
 
@@ -222,10 +223,10 @@ class YoloDetector:
             items = override.items() if isinstance(override, Mapping) else enumerate(override)
             return {int(k): str(v) for k, v in items}
         names = {int(k): str(v) for k, v in dict(self.model.names).items()}
-        placeholder = all(v == str(k) for k, v in names.items())
-        if self.random_weights and placeholder and len(names) == len(COCO80_NAMES):
+        placeholder = all(v == str(k) for k, v in names.items())  # a model built from a .yaml has no names
+        if placeholder and len(names) == len(COCO80_NAMES):
             return dict(enumerate(COCO80_NAMES))
-        if self.random_weights and placeholder and len(names) == 1 and self.task == "pose":
+        if placeholder and len(names) == 1 and self.task == "pose":
             return {0: "person"}
         return names
 
