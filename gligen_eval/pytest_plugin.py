@@ -232,7 +232,7 @@ def pytest_runtest_call(item: pytest.Item):
     if result is not None:
         spec = _marker_kwargs(marker, item.nodeid) if marker is not None else {}
         problems = check_thresholds(result.metrics, spec.get("min"), spec.get("max"))
-        result.checks.extend({"kind": "threshold", "problem": p} for p in problems)
+        result.checks.extend({"kind": "threshold", "test": item.nodeid, "problem": p} for p in problems)
         baseline = item.config.getoption("gligen_baseline")
         if baseline:
             gate = spec.get("gate") or item.config.getoption("gligen_gate")
@@ -286,18 +286,33 @@ def find_baseline_run(baseline: Path, name: str) -> Path | None:
 
 
 def _gate_against_baseline(result: GligenRun, baseline: Path, gate: Path | None) -> list[str]:
-    from gligen_eval.reporting.compare import compare_runs
+    from gligen_eval import store
+    from gligen_eval.reporting.compare import compare_runs, default_gate
 
     base_dir = find_baseline_run(baseline, result.name)
     if base_dir is None:
         return [f"no baseline run named '{result.name}' in {baseline}"]
-    cmp = compare_runs(base_dir, result.run_dir, gate)
-    result.checks.append({"kind": "gate", "baseline": str(base_dir), "exit_code": cmp.exit_code,
-                          "verdict": cmp.to_json().get("verdict")})  # fmt: skip
-    if cmp.exit_code == 0:
+    done = [c for c in result.checks if c.get("kind") == "gate" and c.get("baseline") == str(base_dir)
+            and c.get("gate") == (str(gate) if gate else None)]  # fmt: skip
+    if done:
+        cmp_code, text = done[-1]["exit_code"], done[-1]["markdown"]
+    else:
+        rule = gate
+        if rule is None:
+            try:
+                shared = set(store.read_json(base_dir / store.METRICS)) & set(result.metrics)
+            except (OSError, ValueError):
+                shared = set()
+            rule = default_gate(shared)
+        cmp = compare_runs(base_dir, result.run_dir, rule)
+        cmp_code, text = cmp.exit_code, cmp.markdown
+        result.checks.append({"kind": "gate", "baseline": str(base_dir), "gate": str(gate) if gate else None,
+                              "exit_code": cmp.exit_code, "verdict": cmp.verdict, "message": cmp.message,
+                              "markdown": cmp.markdown})  # fmt: skip
+    if cmp_code == 0:
         return []
-    what = "regression against" if cmp.exit_code == 1 else "cannot compare with"
-    return [f"{what} baseline {base_dir}:\n" + cmp.markdown]
+    what = "regression against" if cmp_code == 1 else "cannot compare with"
+    return [f"{what} baseline {base_dir}:\n" + text]
 
 
 # --------------------------------------------------------------------------------------------

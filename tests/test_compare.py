@@ -181,3 +181,12 @@ def test_cli_exit_codes_and_json(runs, gate, tmp_path, capsys):
     assert (tmp_path / "compare.md").read_text().startswith("### gligen-eval compare: ❌ REGRESSION")
     assert main(["compare", str(runs["base"]), str(runs["one_seed"]), "--gate", str(gate)]) == 2
     assert "only in the baseline" in capsys.readouterr().out
+
+
+def test_default_gate_covers_the_shared_headline_metrics():
+    from gligen_eval.reporting.compare import default_gate
+
+    g = default_gate(["box/AP", "box/AP50", "box/mIoU", "fid", "clip/global"])
+    assert sorted(g.rules) == ["box/AP", "box/mIoU", "fid"]
+    assert g.rules["box/AP"].max_drop == 0.01 and g.rules["fid"].max_rise == 0.5
+    assert default_gate(["box/AP"], max_drop=0.02).rules["box/AP"].max_drop == 0.02

@@ -243,3 +243,36 @@ def test_cli_report(two_runs, tmp_path, capsys):
     assert main(["report", str(two_runs[0]), str(two_runs[1]), "--out", str(tmp_path), "--sort-by", "box/mIoU"]) == 0
     printed = capsys.readouterr().out
     assert "leaderboard.html" in printed and (tmp_path / "leaderboard.html").is_file()
+
+
+def test_keypoint_layouts_are_drawn_and_named(tmp_path):
+    from gligen_eval.records import GroundedObject, Layout
+    from gligen_eval.reporting.gallery import write_gallery
+    from gligen_eval.reporting.rundata import RunData
+    from gligen_eval.scoring.coco import COCO_SKELETON
+
+    kps = tuple((0.3 + 0.02 * (i % 5), 0.2 + 0.04 * i, 2 if i != 3 else 0) for i in range(17))
+    person = GroundedObject(phrase="a person", box=(0.2, 0.1, 0.6, 0.95), category="person", keypoints=kps)
+    layouts = [Layout(layout_id="K0", caption="a person waving", objects=(person,))]
+    run = rr.make_run(tmp_path, "kp", layouts=layouts, seeds=(0,))
+    data = RunData(run)
+    assert data.modality == "keypoint"
+    page = write_gallery(data, tmp_path / "kp.html").read_text()
+    visible_edges = sum(1 for a, b in COCO_SKELETON if kps[a - 1][2] > 0 and kps[b - 1][2] > 0)
+    assert page.count('stroke="#bf8700"') == visible_edges
+    assert page.count('fill="#bf8700"') == 16  # one dot per labelled keypoint
+
+
+def test_a_run_with_metrics_only_still_reports(tmp_path):
+    from gligen_eval import store
+    from gligen_eval.reporting import build_report
+
+    run = tmp_path / "external"
+    store.atomic_write_json(run / "manifest.json", {"schema_version": 1, "name": "external", "config": {}})
+    store.atomic_write_json(run / "metrics.json", {"box/AP": 0.25, "box/AP/lo": 0.2, "box/AP/hi": 0.3, "n_samples": 50})
+    files = build_report([run], tmp_path / "out")
+    md = files["leaderboard.md"].read_text()
+    assert "| external | ? | ? |  | 50 | 0.250 [0.200, 0.300] |" in md
+    index = files["index.md"].read_text()
+    assert "- by_size: no run has instances.jsonl records" in index
+    assert "all 0 images" in files["gallery/external.html"].read_text()

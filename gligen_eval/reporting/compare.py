@@ -34,7 +34,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from gligen_eval.errors import GligenEvalError, InputError
 from gligen_eval.reporting import metricinfo as mi
@@ -139,6 +139,22 @@ def parse_gate(data: Any, source: str | None = None) -> Gate:
             raise InputError("the rule sets none of max_drop, max_rise, min, max", path=source, record=str(key))
         gate.rules[str(key)] = rule
     return gate
+
+
+def default_gate(keys: Iterable[str], *, max_drop: float = 0.01, fid_max_rise: float = 0.5,
+                 confidence: float = 0.95) -> Gate:  # fmt: skip
+    """A gate for the headline metrics among ``keys`` (those both runs have).
+
+    ``box/AP``, ``box/mIoU``, ``box/success`` and ``kp/AP`` may not drop by more than ``max_drop``
+    (one point), and ``fid`` may not rise by more than ``fid_max_rise``, at ``confidence``. The
+    pytest plugin uses it when ``--gligen-baseline`` is given without ``--gligen-gate``.
+    """
+    have = set(keys)
+    rules = {k: Rule(max_drop=max_drop, confidence=confidence)
+             for k in ("box/AP", "box/mIoU", "box/success", "kp/AP") if k in have}  # fmt: skip
+    if "fid" in have:
+        rules["fid"] = Rule(max_rise=fid_max_rise, confidence=confidence)
+    return Gate(rules=rules, confidence=confidence, source="built-in default gate")
 
 
 def load_gate(path: Path) -> Gate:
