@@ -274,7 +274,8 @@ def unplug(unet: "nn.Module", *, base: "nn.Module | Mapping[str, Any] | None" = 
                 "UNet or its state dict) to restore the base's conv_in.weight"
             )
         restore["conv_in.weight"] = _state(base)["conv_in.weight"]
-    state.update(restore)
+    ref = state["conv_in.bias"]
+    state.update({k: v.to(device=ref.device, dtype=ref.dtype) for k, v in restore.items()})
     config = plain_unet_config(unet.config)
     config["attention_type"] = "default"
     config["in_channels"] = int(state["conv_in.weight"].shape[1])
