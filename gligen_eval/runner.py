@@ -146,15 +146,16 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
     if not layouts:
         raise GligenEvalError(f"no layouts selected from {cfg.layouts.source!r}")
 
-    from gligen_eval.generation import GroundedSampler, load_components
+    from gligen_eval.generation.loading import describe, load_components, resolve_dtype
+    from gligen_eval.generation.sampler import GroundedSampler
 
     components = load_components(
         cfg.model.name, device=device, dtype=cfg.model.dtype, tiny_seed=cfg.model.tiny_seed,
         sample_size=max(cfg.sampler.height, cfg.sampler.width),
     )  # fmt: skip
-    sampler = GroundedSampler(components, device=device, dtype=cfg.model.dtype)
-    gen_info = sampler.describe()
-    model_fp = stable_hash(gen_info["fingerprints"])
+    gen_info = describe(components)
+    model_fp = stable_hash({k: v["fingerprint"] for k, v in gen_info.items() if isinstance(v, dict)})
+    sampler = GroundedSampler(components, device=device, dtype=resolve_dtype(cfg.model.dtype))
     requests = make_requests(layouts, cfg, model_fp)
 
     from gligen_eval.scoring.detectors import build_detector
@@ -172,7 +173,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
         "device": device,
         "world_size": dist.world_size,
         "models": {
-            "generator": {"name": cfg.model.name, **gen_info, "fingerprint": model_fp},
+            "generator": {**gen_info, "name": cfg.model.name, "fingerprint": model_fp},
             "detector": {"name": detector.name, "fingerprint": detector.fingerprint()},
         },
         "layouts": {"source": cfg.layouts.source, "count": len(layouts),
