@@ -163,8 +163,18 @@ def _is_obj(v: Any) -> bool:
     return type(v) is dict or isinstance(v, Mapping)
 
 
+_PLAIN_NUMBERS = (int, float)
+_isfinite = math.isfinite
+
+
 def _is_box(bb: Any) -> bool:
-    return type(bb) in (list, tuple) and len(bb) == 4 and _is_num(bb[0]) and _is_num(bb[1]) and _is_num(bb[2]) and _is_num(bb[3])
+    """``[x, y, w, h]`` of four finite numbers (the fast path covers plain JSON numbers)."""
+    if type(bb) is not list and type(bb) is not tuple or len(bb) != 4:
+        return False
+    a, b, c, d = bb
+    if type(a) in _PLAIN_NUMBERS and type(b) in _PLAIN_NUMBERS and type(c) in _PLAIN_NUMBERS and type(d) in _PLAIN_NUMBERS:
+        return _isfinite(a) and _isfinite(b) and _isfinite(c) and _isfinite(d)
+    return _is_num(a) and _is_num(b) and _is_num(c) and _is_num(d)
 
 
 def _num_keypoints_of(cat: Mapping[str, Any]) -> int:
@@ -216,7 +226,8 @@ def prepare_gt(gt: Any, *, iou_type: str = "bbox", path: str | None = None) -> d
                 raise InputError(f"'bbox' must be [x, y, w, h] numbers, got {bb!r}", path=path, record=rec)
             raise InputError(f"'bbox' has a negative width or height: {list(bb)}", path=path, record=rec)
         b = dict(a)
-        b.setdefault("iscrowd", 0)
+        if "iscrowd" not in b:
+            b["iscrowd"] = 0
         if not _is_num(b.get("area")):
             b["area"] = float(bb[2]) * float(bb[3])
         if iou_type == "keypoints":
@@ -374,14 +385,32 @@ def _per_category(E: Any, gt: Mapping[str, Any], results: Sequence[Mapping[str, 
     return out
 
 
+def _bbox_results_dataset(gt: Mapping[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The detections as a COCO dataset, with the fields ``COCO.loadRes`` gives box results.
+
+    (``loadRes`` also adds a polygon per box for segmentation scoring, which box scoring never reads.)
+    """
+    for i, r in enumerate(results, start=1):
+        bb = r["bbox"]
+        r["area"] = bb[2] * bb[3]
+        r["id"] = i
+        r["iscrowd"] = 0
+    return {"info": gt.get("info", {}), "images": list(gt["images"]), "categories": list(gt["categories"]),
+            "annotations": results}  # fmt: skip
+
+
 def _backend_eval(gt: dict[str, Any], results: list[dict[str, Any]], *, iou_type: str, backend: str,
                   lvis_style: bool, max_dets: tuple[int, ...], kpt_sigmas: Sequence[float] | None, quiet: bool) -> Any:  # fmt: skip
+    """Run the backend's evaluate + accumulate; ``results`` are private copies that get annotated."""
     if backend == "faster":
         from faster_coco_eval import COCO, COCOeval_faster
 
         printer = (lambda *a, **k: None) if quiet else print
         coco_gt = COCO(gt, print_function=printer)
-        coco_dt = coco_gt.loadRes(results)
+        if iou_type == "bbox":
+            coco_dt = COCO(_bbox_results_dataset(gt, results), print_function=printer)
+        else:
+            coco_dt = coco_gt.loadRes(results)
         E = COCOeval_faster(coco_gt, coco_dt, iou_type, lvis_style=lvis_style, print_function=printer,
                             kpt_oks_sigmas=None if kpt_sigmas is None else list(kpt_sigmas))  # fmt: skip
     else:
@@ -391,11 +420,11 @@ def _backend_eval(gt: dict[str, Any], results: list[dict[str, Any]], *, iou_type
         coco_gt = COCO()
         coco_gt.dataset = gt
         coco_gt.createIndex()
-        if results:
+        if results and iou_type != "bbox":
             coco_dt = coco_gt.loadRes(results)
-        else:  # pycocotools' loadRes fails on an empty list
+        else:  # (pycocotools' loadRes also fails on an empty list)
             coco_dt = COCO()
-            coco_dt.dataset = {"images": list(gt["images"]), "categories": list(gt["categories"]), "annotations": []}
+            coco_dt.dataset = _bbox_results_dataset(gt, results)
             coco_dt.createIndex()
         E = COCOeval(coco_gt, coco_dt, iou_type)
         if kpt_sigmas is not None:
@@ -450,9 +479,8 @@ def run_coco_eval(
             if _num_keypoints_of(c) != len(kpt_sigmas):
                 raise ConfigError(f"kpt_sigmas has {len(kpt_sigmas)} values but category {c['name']!r} has "
                                   f"{_num_keypoints_of(c)} keypoints")  # fmt: skip
-    n_results = [dict(x) for x in r]  # the library adds fields to these
     with _maybe_quiet(quiet):
-        E = _backend_eval(g, n_results, iou_type=iou_type, backend=backend, lvis_style=lvis_style,
+        E = _backend_eval(g, r, iou_type=iou_type, backend=backend, lvis_style=lvis_style,
                           max_dets=md, kpt_sigmas=kpt_sigmas, quiet=quiet)  # fmt: skip
     metrics = _summarize(E, iou_type, lvis_style, md, g["categories"])
     return CocoResult(metrics=metrics, per_category=_per_category(E, g, r))
