@@ -234,6 +234,11 @@ def test_reference_stats_are_cached_and_keyed(tmp_path, image_sets):
     assert scorer.reference_key(real) != k0
     scorer.reference_stats(real, cache)
     assert len(list(cache.glob("fid-ref-*.npz"))) == 2
+    # an unreadable cache file is computed again and replaced
+    target = cache / f"fid-ref-{scorer.reference_key(real)}.npz"
+    target.write_bytes(b"truncated")
+    again = scorer.reference_stats(real, cache)
+    assert FeatureStats.load(target).n == again.n == len(real)
 
     # content keys ignore where the files are
     moved = tmp_path / "moved"

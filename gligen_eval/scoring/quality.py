@@ -431,6 +431,8 @@ class FidKidScorer:
         scorer.update(generated_paths)        # any iterable; read batch by batch
         scorer.compute()                      # {"fid": ..., "kid": ..., "kid/std": ..., ...}
 
+    One process accumulates everything (in a distributed run, the process that scores).
+
     Args:
         extractor: the feature network (:func:`inception_extractor` or :func:`custom_extractor`).
         resize: the :class:`ResizePolicy` (or its name) applied to real and generated images alike.
@@ -544,8 +546,11 @@ class FidKidScorer:
         key = self.reference_key(paths, key_mode)
         cache = Path(cache_dir).expanduser() / f"fid-ref-{key}.npz" if cache_dir is not None else None
         if cache is not None and cache.is_file():
-            stats = FeatureStats.load(cache)
-            if stats.meta.get("key") == key and (stats.features is not None or not self.kid):
+            try:
+                stats = FeatureStats.load(cache)
+            except InputError:
+                stats = None  # unreadable: computed again and overwritten below
+            if stats is not None and stats.meta.get("key") == key and (stats.features is not None or not self.kid):
                 return stats
         stats = self.compute_stats(paths)
         stats.meta.update({"key": key, "key_mode": key_mode, "n_images": len(paths)})
