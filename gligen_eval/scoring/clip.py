@@ -130,7 +130,7 @@ def _resolve_device(device: str) -> str:
     return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
-def _torch_dtype(dtype: str) -> Any:
+def resolve_dtype(dtype: str) -> Any:
     import torch
 
     try:
@@ -241,7 +241,7 @@ class ClipScorer:
         """Load a CLIP model and processor from a local folder or the local HF cache (never the network)."""
         from transformers import CLIPModel, CLIPProcessor
 
-        model = load_local_pretrained(CLIPModel, name_or_path, "CLIP model", cache_dir, dtype=_torch_dtype(dtype))
+        model = load_local_pretrained(CLIPModel, name_or_path, "CLIP model", cache_dir, dtype=resolve_dtype(dtype))
         processor = load_local_pretrained(CLIPProcessor, name_or_path, "CLIP processor", cache_dir)
         return cls(model, processor, name=str(name_or_path), device=device, **kwargs)
 
