@@ -67,20 +67,27 @@ class SamplerConfig:
 
 @dataclass
 class DetectorConfig:
-    kind: Literal["yolo"] = "yolo"
+    kind: str = "yolo"
+    """``yolo``, ``yolo-pose``, or a ``module:Class`` implementing the Detector protocol."""
     weights: str = "yolov8x.pt"
     """An ultralytics ``.pt`` checkpoint, or a ``.yaml`` model definition (random weights)."""
     conf: float = 0.001
+    """Detection confidence floor; low (0.001) because COCO AP integrates over all scores."""
     iou: float = 0.6
     imgsz: int = 640
     max_det: int = 100
     batch_size: int = 16
+    kpt_conf: float = 0.5
+    """Pose models: a keypoint counts as present at or above this confidence."""
 
 
 @dataclass
 class ScoringConfig:
     backend: Literal["pycocotools", "faster"] = "faster"
     success_iou: float = 0.5
+    """An object is a hit when a same-class detection overlaps its box with at least this IoU."""
+    instance_min_score: float = 0.25
+    """Detections below this score are ignored for per-instance IoU, hits and mIoU (not for AP)."""
 
 
 @dataclass

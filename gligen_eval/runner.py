@@ -158,9 +158,6 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
     sampler = GroundedSampler(components, device=device, dtype=resolve_dtype(cfg.model.dtype))
     requests = make_requests(layouts, cfg, model_fp)
 
-    from gligen_eval.scoring.detectors import build_detector
-
-    detector = build_detector(cfg.detector, device=device)
     manifest = {
         "schema_version": store.SCHEMA_VERSION,
         "name": cfg.name,
@@ -174,7 +171,6 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
         "world_size": dist.world_size,
         "models": {
             "generator": {**gen_info, "name": cfg.model.name, "fingerprint": model_fp},
-            "detector": {"name": detector.name, "fingerprint": detector.fingerprint()},
         },
         "layouts": {"source": cfg.layouts.source, "count": len(layouts),
                     "hash": stable_hash([lay.content_hash() for lay in layouts])},
@@ -193,16 +189,16 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
         distributed.barrier(dist)
         existing = _existing_samples(rd)
         samples = [existing[r.sample_key] for r in requests]
-    detections = detect_missing(rd, samples, detector, batch_size=cfg.detector.batch_size, dist=dist, progress=progress)
-    distributed.barrier(dist)
+        if dist.is_main:
+            _merge_rank_samples(rd, samples)
+        distributed.barrier(dist)
+
+    from gligen_eval.scoring.pipeline import score_run
+
+    metrics, scorers = score_run(rd, cfg, layouts, samples, device=device, dist=dist, progress=progress)
     if dist.is_main:
-        if dist.enabled:
-            samples = _merge_rank_samples(rd, requests)
-            detections = _merge_rank_detections(rd, samples, detector.fingerprint())
-        metrics, breakdowns, instances = score_boxes(layouts, samples, detections, cfg)
-        store.write_jsonl(rd.path(store.INSTANCES), (r.to_dict() for r in instances))
-        store.atomic_write_json(rd.path(store.BREAKDOWNS), breakdowns)
-        store.atomic_write_json(rd.path(store.METRICS), metrics)
+        manifest["models"].update(scorers)
+        store.atomic_write_json(rd.path(store.MANIFEST), manifest)
         store.atomic_write_text(rd.path(store.REPORT), render_summary(manifest, metrics))
     distributed.barrier(dist)
     return rd.root
@@ -225,53 +221,19 @@ def _uses_random_weights(cfg: RunConfig) -> bool:
     return cfg.model.name == "tiny" or cfg.detector.weights.endswith((".yaml", ".yml"))
 
 
-def _record_files(rd: store.RunDir, name: str) -> list[Path]:
-    stem = name[: -len(".jsonl")]
-    return [rd.path(name)] + sorted(rd.root.glob(f"{stem}.rank*.jsonl"))
-
-
-def _rank_file(rd: store.RunDir, name: str, dist) -> Path:
-    if not dist.enabled:
-        return rd.path(name)
-    return rd.path(f"{name[: -len('.jsonl')]}.rank{dist.rank}.jsonl")
-
-
 def _existing_samples(rd: store.RunDir) -> dict[str, SampleRecord]:
     out = {}
-    for f in _record_files(rd, store.SAMPLES):
+    for f in rd.record_files(store.SAMPLES):
         for r in store.iter_jsonl(f):
             s = SampleRecord.from_dict(r)
             out[s.sample_key] = s
     return out
 
 
-def _existing_detections(rd: store.RunDir) -> dict[tuple[str, str], list]:
-    from gligen_eval.records import Detection
-
-    out: dict[tuple[str, str], list] = {}
-    for f in _record_files(rd, store.DETECTIONS):
-        for r in store.iter_jsonl(f):
-            out[(r["sample_key"], r["detector"])] = [Detection.from_dict(d) for d in r["detections"]]
-    return out
-
-
-def _merge_rank_samples(rd: store.RunDir, requests: list[Request]) -> list[SampleRecord]:
-    existing = _existing_samples(rd)
-    samples = [existing[r.sample_key] for r in requests]
+def _merge_rank_samples(rd: store.RunDir, samples: list[SampleRecord]) -> None:
     store.write_jsonl(rd.path(store.SAMPLES), (s.to_dict() for s in samples))
-    for f in _record_files(rd, store.SAMPLES)[1:]:
+    for f in rd.record_files(store.SAMPLES)[1:]:
         f.unlink()
-    return samples
-
-
-def _merge_rank_detections(rd: store.RunDir, samples: list[SampleRecord], det_name: str) -> dict:
-    cached = _existing_detections(rd)
-    out = {s.sample_key: cached[(s.sample_key, det_name)] for s in samples}
-    rows = [{"sample_key": k, "detector": d, "detections": [x.to_dict() for x in v]} for (k, d), v in cached.items()]
-    store.write_jsonl(rd.path(store.DETECTIONS), rows)
-    for f in _record_files(rd, store.DETECTIONS)[1:]:
-        f.unlink()
-    return out
 
 
 def generate_missing(rd: store.RunDir, requests: list[Request], sampler, cfg: RunConfig, *, dist=None,
@@ -294,7 +256,7 @@ def generate_missing(rd: store.RunDir, requests: list[Request], sampler, cfg: Ru
         return req.sample_key in existing and path.exists() and store.is_valid_png(path)
 
     todo = [b for b in distributed.my_chunks(requests, cfg.sampler.batch_size, dist) if not all(map(done, b))]
-    out_file = _rank_file(rd, store.SAMPLES, dist)
+    out_file = rd.rank_file(store.SAMPLES, dist.rank if dist.enabled else None)
     new: dict[str, SampleRecord] = {}
     total = sum(len(b) for b in todo)
     with tqdm(total=total, desc="generate", unit="img", disable=not progress or not todo, file=sys.stderr) as bar:
@@ -327,64 +289,6 @@ def _schedule_extra(cfg: RunConfig) -> dict[str, Any]:
     else:
         d["beta"] = s.beta
     return d
-
-
-def detect_missing(rd: store.RunDir, samples: list[SampleRecord], detector, *, batch_size: int, dist=None,
-                   progress: bool = True) -> dict:  # fmt: skip
-    """Run the detector on images without cached detections; returns {sample_key: [Detection]}.
-
-    Like generation, detection works in fixed chunks of the sample order.
-    """
-    from PIL import Image
-    from tqdm.auto import tqdm
-
-    from gligen_eval import distributed
-
-    dist = dist or distributed.DistInfo()
-    cached = _existing_detections(rd)
-    name = detector.fingerprint()
-    out = {s.sample_key: cached[(s.sample_key, name)] for s in samples if (s.sample_key, name) in cached}
-    todo = [b for b in distributed.my_chunks(samples, batch_size, dist) if any(s.sample_key not in out for s in b)]
-    out_file = _rank_file(rd, store.DETECTIONS, dist)
-    with tqdm(total=sum(map(len, todo)), desc="detect", unit="img", disable=not progress or not todo,
-              file=sys.stderr) as bar:  # fmt: skip
-        for batch in todo:
-            images = []
-            for s in batch:
-                with Image.open(rd.root / s.image) as im:
-                    images.append(im.convert("RGB"))
-            dets = detector.detect(images)
-            rows = []
-            for s, d in zip(batch, dets):
-                out[s.sample_key] = d
-                rows.append({"sample_key": s.sample_key, "detector": name, "detections": [x.to_dict() for x in d]})
-            store.append_jsonl(out_file, rows)
-            bar.update(len(batch))
-    return out
-
-
-def score_boxes(layouts: list[Layout], samples: list[SampleRecord], detections: dict, cfg: RunConfig):
-    """COCO AP of the detections against the layout boxes + per-instance records."""
-    from gligen_eval.scoring import coco, instances as inst
-
-    by_id = {lay.layout_id: lay for lay in layouts}
-    pairs = [(s, by_id[s.layout_id], detections[s.sample_key]) for s in samples]
-    gt, results = coco.build_eval_inputs(
-        [(s.sample_key, lay, s.width, s.height, dets) for s, lay, dets in pairs]
-    )
-    ap = coco.evaluate_coco(gt, results, iou_type="bbox", backend=cfg.scoring.backend)
-    records = []
-    for s, lay, dets in pairs:
-        records.extend(inst.match_instances(s, lay, dets, success_iou=cfg.scoring.success_iou))
-    agg = inst.aggregate(records)
-    metrics: dict[str, Any] = {f"box/{k}": v for k, v in ap.items()}
-    metrics["box/mIoU"] = agg["mIoU"]
-    metrics["box/success"] = agg["success"]
-    metrics["n_samples"] = len(samples)
-    metrics["n_layouts"] = len(layouts)
-    metrics["n_instances"] = len(records)
-    breakdowns = {"box/AP_per_category": coco.per_category_ap(gt, results, backend=cfg.scoring.backend)}
-    return metrics, breakdowns, records
 
 
 def render_summary(manifest: dict[str, Any], metrics: dict[str, Any]) -> str:

@@ -154,6 +154,17 @@ class RunDir:
     def image_relpath(self, sample_key: str) -> str:
         return f"{IMAGES}/{sample_key}.png"
 
+    def record_files(self, name: str) -> list[Path]:
+        """``name`` and its per-rank parts (``samples.rank1.jsonl``...) written by distributed runs."""
+        stem = name[: -len(".jsonl")]
+        return [self.path(name)] + sorted(self.root.glob(f"{stem}.rank*.jsonl"))
+
+    def rank_file(self, name: str, rank: int | None) -> Path:
+        """Where a rank appends its records (``None``: a one-process run writes ``name`` itself)."""
+        if rank is None:
+            return self.path(name)
+        return self.path(f"{name[: -len('.jsonl')]}.rank{rank}.jsonl")
+
     def exists(self) -> bool:
         return (self.root / MANIFEST).is_file()
 
@@ -185,10 +196,11 @@ class RunDir:
         return [InstanceRecord.from_dict(r) for r in iter_jsonl(self.root / INSTANCES)]
 
     def detections(self) -> dict[tuple[str, str], list]:
-        """{(sample_key, detector): [Detection, ...]}; a later row for the same key wins."""
+        """{(sample_key, detector fingerprint): [Detection, ...]}, rank parts included; a later row wins."""
         from gligen_eval.records import Detection
 
         out: dict[tuple[str, str], list] = {}
-        for r in iter_jsonl(self.root / DETECTIONS):
-            out[(r["sample_key"], r["detector"])] = [Detection.from_dict(d) for d in r["detections"]]
+        for f in self.record_files(DETECTIONS):
+            for r in iter_jsonl(f):
+                out[(r["sample_key"], r["detector"])] = [Detection.from_dict(d) for d in r["detections"]]
         return out

@@ -1,0 +1,145 @@
+"""The main job end to end on the bundled sample: CLI, run directory contract, cache, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gligen_eval.cli import main
+
+SMALL = ["--set", "layouts.limit=6", "--set", "sampler.steps=3", "--set", "sampler.batch_size=4", "--no-progress"]
+BOX_KEYS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+
+
+def _lines(p: Path) -> list[dict]:
+    return [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "demo"
+    assert main(["run", "--out", str(out), *SMALL]) == 0
+    return out
+
+
+def test_run_directory_contract(demo_run, capsys):
+    out = demo_run
+    manifest = json.loads((out / "manifest.json").read_text())
+    for key in ("schema_version", "config", "config_hash", "versions", "git", "models", "seed_policy", "layouts"):
+        assert key in manifest, key
+    assert manifest["random_weights"] is True
+    assert manifest["models"]["generator"]["unet"]["fingerprint"]
+    assert manifest["models"]["detector"]["fingerprint"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [k for k in metrics if k.startswith("box/A")][:12] == [f"box/{k}" for k in BOX_KEYS]
+    for k in ("box/mIoU", "box/success"):
+        assert 0.0 <= metrics[k] <= 1.0
+    samples = _lines(out / "samples.jsonl")
+    assert len(samples) == metrics["n_samples"] == 6
+    for s in samples:
+        assert (out / s["image"]).is_file()
+        assert s["image"] == f"images/{s['sample_key']}.png"
+    instances = _lines(out / "instances.jsonl")
+    assert len(instances) == metrics["n_instances"] > 0
+    assert all(r["reason"] and r["phrase"] in r["reason"] for r in instances)
+    assert {r["layout_id"] for r in instances} <= {s["layout_id"] for s in samples}
+    assert "random weights" in (out / "report.md").read_text()
+
+
+def test_rerun_generates_nothing_and_keeps_metrics(demo_run, capsys):
+    before = {p.name: p.stat().st_mtime_ns for p in (demo_run / "images").iterdir()}
+    metrics = json.loads((demo_run / "metrics.json").read_text())
+    assert main(["run", "--out", str(demo_run), *SMALL]) == 0
+    after = {p.name: p.stat().st_mtime_ns for p in (demo_run / "images").iterdir()}
+    assert after == before
+    assert json.loads((demo_run / "metrics.json").read_text()) == metrics
+    assert len(_lines(demo_run / "samples.jsonl")) == 6
+
+
+def test_corrupt_cached_image_is_regenerated_identically(demo_run, capsys):
+    img = sorted((demo_run / "images").iterdir())[0]
+    good = img.read_bytes()
+    img.write_bytes(good[: len(good) // 3])
+    metrics = json.loads((demo_run / "metrics.json").read_text())
+    assert main(["run", "--out", str(demo_run), *SMALL]) == 0
+    assert img.read_bytes() == good
+    assert json.loads((demo_run / "metrics.json").read_text()) == metrics
+
+
+def test_cli_prints_random_weight_warning_and_real_model_hint(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["run", "--out", str(out), "--set", "layouts.limit=2", "--set", "sampler.steps=2", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "random weights" in text
+    assert "model.name=masterful/gligen-1-4-generation-text-box" in text
+
+
+def test_run_json_output_is_one_object(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["run", "--out", str(out), "--json", "--set", "layouts.limit=2", "--set", "sampler.steps=2",
+                 "--no-progress"]) == 0  # fmt: skip
+    data = json.loads(capsys.readouterr().out)
+    assert data["metrics"]["n_samples"] == 2
+
+
+def test_user_errors_are_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sampler:\n  stepz: 3\n")
+    assert main(["run", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bad.yaml" in err and "sampler.stepz" in err
+    assert main(["run", "--out", str(tmp_path / "x"), "--set", "model.name=nobody/no-such-gligen-model"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nobody/no-such-gligen-model" in err
+
+
+def test_different_config_in_same_dir_is_refused(demo_run, capsys):
+    assert main(["run", "--out", str(demo_run), *SMALL, "--set", "sampler.steps=4"]) == 2
+    assert "different config" in capsys.readouterr().err
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gligen_eval", *args]
+
+
+@pytest.mark.slow
+def test_kill_minus_9_then_resume_matches_uninterrupted(tmp_path):
+    args = ["--set", "layouts.limit=12", "--set", "sampler.steps=6", "--set", "sampler.batch_size=2",
+            "--set", "detector.batch_size=2", "--no-progress"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    full = tmp_path / "full"
+    subprocess.run(_cli("run", "--out", str(full), *args), check=True, env=env, capture_output=True)
+
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen(_cli("run", "--out", str(cut), *args), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    samples = cut / "samples.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if samples.exists() and samples.read_text().count("\n") >= 2:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (cut / "metrics.json").exists()
+    n_before = samples.read_text().count("\n")
+    assert 2 <= n_before < 12
+
+    res = subprocess.run(_cli("run", "--out", str(cut), *args), env=env, capture_output=True, text=True)
+    assert res.returncode == 2 and "--resume" in res.stderr
+    subprocess.run(_cli("run", "--out", str(cut), "--resume", *args), check=True, env=env, capture_output=True)
+    a = json.loads((full / "metrics.json").read_text())
+    b = json.loads((cut / "metrics.json").read_text())
+    assert a == b
+    assert len(_lines(cut / "samples.jsonl")) == 12
+    full_imgs = {p.name: p.read_bytes() for p in (full / "images").iterdir()}
+    cut_imgs = {p.name: p.read_bytes() for p in (cut / "images").iterdir() if p.suffix == ".png"}
+    assert full_imgs == cut_imgs
