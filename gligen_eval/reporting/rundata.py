@@ -200,9 +200,17 @@ class RunData:
             out[lay.layout_id] = lay
         return out
 
+    def _parts(self, name: str) -> list[Path]:
+        """``name`` plus the per-rank parts a distributed run leaves when it is interrupted before merging."""
+        return store.RunDir(self.path).record_files(name)
+
     @cached_property
     def samples(self) -> list[SampleRecord]:
-        return list(_iter_records(self.path / store.SAMPLES, SampleRecord.from_dict))
+        out: dict[str, SampleRecord] = {}
+        for part in self._parts(store.SAMPLES):
+            for s in _iter_records(part, SampleRecord.from_dict):
+                out[s.sample_key] = s  # a later row for the same key wins
+        return list(out.values())
 
     @cached_property
     def instances(self) -> list[InstanceRecord]:
@@ -216,8 +224,9 @@ class RunData:
         def parse(row: Mapping[str, Any]):
             return row["sample_key"], str(row.get("detector", "")), [Detection.from_dict(d) for d in row["detections"]]
 
-        for key, det, dets in _iter_records(self.path / store.DETECTIONS, parse):
-            by_detector.setdefault(det, {})[key] = dets
+        for part in self._parts(store.DETECTIONS):
+            for key, det, dets in _iter_records(part, parse):
+                by_detector.setdefault(det, {})[key] = dets
         if not by_detector:
             return {}
         fp = self.detector_fingerprint
