@@ -365,3 +365,29 @@ def test_local_diffusers_folder_round_trip(tmp_path):
     a = GroundedSampler(comps).generate_arrays([DOG_CAT], [2], settings(steps=2))
     b = GroundedSampler(loaded).generate_arrays([DOG_CAT], [2], settings(steps=2))
     assert np.array_equal(a, b)
+
+
+def test_official_checkpoint_with_a_base_folder(tmp_path):
+    from gligen_eval.generation.checkpoints import save_official
+
+    comps = load_components("tiny", sample_size=SIZE)
+    base = save_components(comps, tmp_path / "base")
+    ckpt = save_official(comps["unet"], tmp_path / "gligen.bin")
+    with pytest.raises(MissingWeightsError, match="model.base"):
+        load_components(str(ckpt))
+    loaded = load_components(str(ckpt), base=str(base))
+    assert fingerprint(loaded["unet"]) == fingerprint(comps["unet"])
+    assert "official GLIGEN checkpoint" in loaded.sources["unet"] and str(base) in loaded.sources["vae"]
+    a = GroundedSampler(comps).generate_arrays([DOG_CAT], [4], settings(steps=2))
+    b = GroundedSampler(loaded).generate_arrays([DOG_CAT], [4], settings(steps=2))
+    assert np.array_equal(a, b)
+
+
+def test_package_exports_are_lazy():
+    import subprocess
+    import sys
+
+    code = ("import sys, gligen_eval.generation as g; assert 'torch' not in sys.modules; "
+            "f = g.alpha_schedule; assert 'torch' not in sys.modules; print(f(4, (0.5, 0.5, 0.0)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[1.0, 1.0, 0.5, 0.0]"

@@ -6,6 +6,41 @@ Modules (each imports torch/diffusers only when used):
 * :mod:`~gligen_eval.generation.grounding`: grounding tokenizers (one per modality) and the
   scaled gated layers;
 * :mod:`~gligen_eval.generation.schedule`: the α (official) and β (diffusers) grounding schedules;
-* :mod:`~gligen_eval.generation.loading`: components from ``tiny``, a diffusers folder or a hub id;
+* :mod:`~gligen_eval.generation.loading`: components from ``tiny``, a diffusers folder, a hub id
+  or an official checkpoint, plus fingerprints;
 * :mod:`~gligen_eval.generation.tiny`: tiny random components built in code.
+
+The main names are importable from here; the module behind a name is imported on first use::
+
+    from gligen_eval.generation import GroundedSampler, load_components
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "GroundedSampler": "sampler",
+    "make_scheduler": "sampler",
+    "load_components": "loading",
+    "save_components": "loading",
+    "describe": "loading",
+    "fingerprint": "loading",
+    "tiny_components": "tiny",
+    "alpha_schedule": "schedule",
+    "beta_schedule": "schedule",
+    "grounding_schedule": "schedule",
+    "set_grounding_scale": "grounding",
+    "unplugged": "grounding",
+    "register_grounding": "grounding",
+    "get_grounding": "grounding",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 from gligen_eval.errors import ConfigError, MissingWeightsError
 
 PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+CHECKPOINT_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".safetensors")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
 
@@ -51,6 +52,7 @@ def load_components(
     dtype: Any = "float32",
     tiny_seed: int = 0,
     sample_size: int | None = None,
+    base: str | None = None,
 ) -> Components:
     """Components for ``name``:
 
@@ -58,7 +60,11 @@ def load_components(
       image size in pixels, default 64);
     * a local diffusers folder (with ``model_index.json``);
     * a hub id such as ``masterful/gligen-1-4-generation-text-box``, from the local Hugging Face
-      cache only.
+      cache only;
+    * an official GLIGEN checkpoint file (``.bin``, ``.pth``, ``.pt``, ``.ckpt``, ``.safetensors``;
+      converted by :func:`gligen_eval.generation.checkpoints.load_official_unet`): it supplies the
+      UNet, and ``base`` (a diffusers folder, a cached hub id, or ``"tiny"``) the VAE, text encoder,
+      tokenizer and scheduler.
     """
     from gligen_eval.generation.sampler import resolve_device
 
@@ -71,6 +77,8 @@ def load_components(
         parts = tiny_components(seed=tiny_seed, sample_size=size)
         origin = f"tiny random components (seed={tiny_seed}, sample_size={size})"
         comps = Components(parts, {p: origin for p in PARTS}, name)
+    elif Path(name).expanduser().is_file() and Path(name).suffix in CHECKPOINT_SUFFIXES:
+        comps = _load_official(Path(name).expanduser(), base, tiny_seed=tiny_seed, sample_size=sample_size)
     else:
         folder = _resolve_folder(name)
         comps = _load_folder(folder, name)
@@ -131,19 +139,47 @@ def _resolve_folder(name: str) -> Path:
     return snapshot
 
 
-def _load_folder(folder: Path, name: str) -> Components:
+def _load_official(path: Path, base: str | None, *, tiny_seed: int, sample_size: int | None) -> Components:
+    from gligen_eval.generation.checkpoints import load_official_unet
+
+    if base is None:
+        raise MissingWeightsError(
+            f"'{path}' is an official GLIGEN checkpoint: it supplies the UNet only; set model.base to the "
+            f"SD-1.4 diffusers folder (or cached hub id, e.g. CompVis/stable-diffusion-v1-4) for the VAE, "
+            f"text encoder, tokenizer and scheduler"
+        )
+    if base == "tiny":
+        from gligen_eval.generation.tiny import tiny_components
+
+        size = 64 if sample_size is None else int(sample_size)
+        parts = tiny_components(seed=tiny_seed, sample_size=size)
+        origin = f"tiny random components (seed={tiny_seed}, sample_size={size})"
+        comps = Components(parts, {p: origin for p in PARTS}, str(path))
+        base_config: Any = parts["unet"].config
+    else:
+        folder = _resolve_folder(base)
+        comps = _load_folder(folder, base, wanted=("vae", "text_encoder", "tokenizer", "scheduler"))
+        comps.name = str(path)
+        base_config = folder
+    unet, _, info = load_official_unet(path, base=base_config)
+    comps["unet"] = unet
+    comps.sources["unet"] = f"{path} (official GLIGEN checkpoint, {info.modality})"
+    return comps
+
+
+def _load_folder(folder: Path, name: str, wanted: tuple[str, ...] = PARTS) -> Components:
     import diffusers
     import transformers
 
     index = json.loads((folder / "model_index.json").read_text())
-    missing = [p for p in PARTS if not (folder / p).is_dir()]
+    missing = [p for p in wanted if not (folder / p).is_dir()]
     if missing:
         raise MissingWeightsError(
             f"model '{name}' ({folder}) lacks the subfolder(s) {', '.join(missing)}; {_how_to_get(name)}"
         )
-    parts: dict[str, Any] = {}
+    loaded: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for part in PARTS:
+    for part in wanted:
         library, cls_name = (index.get(part) or [None, None])[:2]
         if cls_name is None:
             cls_name = {"unet": "UNet2DConditionModel", "vae": "AutoencoderKL", "text_encoder": "CLIPTextModel",
@@ -162,15 +198,15 @@ def _load_folder(folder: Path, name: str) -> Components:
         except (OSError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise MissingWeightsError(f"model '{name}': cannot load {part} from {sub}: {first}; {_how_to_get(name)}") from e
-        parts[part] = obj
+        loaded[part] = obj
         sources[part] = f"{name}:{part} ({cls_name} from {sub})"
-    n_tokens = len(parts["tokenizer"])
+    n_tokens = len(loaded["tokenizer"])
     if n_tokens <= 2:
         raise MissingWeightsError(
             f"model '{name}': the tokenizer in {folder / 'tokenizer'} has no vocabulary ({n_tokens} tokens); "
             f"{_how_to_get(name)}"
         )
-    return Components(parts, sources, name)
+    return Components(loaded, sources, name)
 
 
 def save_components(components: Mapping[str, Any], folder: str | Path) -> Path:

@@ -88,9 +88,10 @@ class GroundedSampler:
             raise ValueError(f"components are missing: {', '.join(missing)}")
         self.device = resolve_device(device)
         self.dtype = dtype
-        self.components = dict(components)
-        for key in ("unet", "vae", "text_encoder"):
-            self.components[key] = place(self.components[key], self.device, dtype)
+        self.components = components  # kept as given (a loading.Components keeps its sources)
+        placed = {key: place(components[key], self.device, dtype) for key in ("unet", "vae", "text_encoder")}
+        if any(placed[k] is not components[k] for k in placed):
+            self.components = {**components, **placed}
         self.unet = self.components["unet"]
         self.vae = self.components["vae"]
         self.text_encoder = self.components["text_encoder"]
@@ -247,28 +248,30 @@ class GroundedSampler:
         latents = latents * scheduler.init_noise_sigma
         step_kwargs = _step_kwargs(scheduler, generators)
 
-        for i, t in enumerate(timesteps):
-            scale = scales[i]
-            set_grounding_scale(self.unet, scale)
-            if grounding.step_hook is not None:
-                latents = grounding.step_hook(latents, t, i)
-            model_input = torch.cat([latents, latents]) if cfg else latents
-            model_input = scheduler.scale_model_input(model_input, t)
-            if extra is not None:
-                model_input = torch.cat([model_input, extra], dim=1)
-            noise_pred = self.unet(
-                model_input,
-                t,
-                encoder_hidden_states=prompt_embeds,
-                cross_attention_kwargs={"gligen": gligen} if scale != 0 else None,
-            ).sample
-            if cfg:
-                uncond, cond = noise_pred.chunk(2)
-                noise_pred = uncond + settings.guidance_scale * (cond - uncond)
-            latents = scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
-            if bar is not None:
-                bar.update(1)
-        set_grounding_scale(self.unet, 1.0)
+        try:
+            for i, t in enumerate(timesteps):
+                scale = scales[i]
+                set_grounding_scale(self.unet, scale)
+                if grounding.step_hook is not None:
+                    latents = grounding.step_hook(latents, t, i)
+                model_input = torch.cat([latents, latents]) if cfg else latents
+                model_input = scheduler.scale_model_input(model_input, t)
+                if extra is not None:
+                    model_input = torch.cat([model_input, extra], dim=1)
+                noise_pred = self.unet(
+                    model_input,
+                    t,
+                    encoder_hidden_states=prompt_embeds,
+                    cross_attention_kwargs={"gligen": gligen} if scale != 0 else None,
+                ).sample
+                if cfg:
+                    uncond, cond = noise_pred.chunk(2)
+                    noise_pred = uncond + settings.guidance_scale * (cond - uncond)
+                latents = scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            set_grounding_scale(self.unet, 1.0)
 
         image = self.vae.decode(latents / self.vae.config.scaling_factor).sample
         return (image * 0.5 + 0.5).clamp(0, 1).float().cpu()
