@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "sampler",
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                        else platform.processor() or platform.machine()),
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "size": args.size,
@@ -194,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"grounded sampler vs diffusers GLIGEN pipeline: tiny model, {args.size} px, {args.steps} steps, "
           f"beta {args.beta}, CFG, {result['device']} ({result['threads']} threads), best of {args.repeats} "
           f"(median in brackets)")  # fmt: skip
-    print(f"{'batch':>5} | {'ours img/s':>16} | {'(a) per-layout':>16} | {'(b) own batch':>16} | {'ours/(a)':>8} | {'ours/(b)':>8}")
+    heads = ("ours img/s", "(a) per-layout", "(b) own batch")
+    print(f"{'batch':>5} | " + " | ".join(f"{h:>16}" for h in heads) + f" | {'ours/(a)':>8} | {'ours/(b)':>8}")
     for r in rows:
         ips, med = r["images_per_s"], r["images_per_s_median"]
         cells = " | ".join(f"{ips[k]:>7.2f} ({med[k]:>6.2f})" for k in ("ours", "a", "b"))

@@ -32,6 +32,7 @@ _LAZY = {
     "beta_schedule": "schedule",
     "grounding_schedule": "schedule",
     "set_grounding_scale": "grounding",
+    "unplug": "grounding",
     "unplugged": "grounding",
     "register_grounding": "grounding",
     "get_grounding": "grounding",

@@ -21,9 +21,9 @@ GLIGEN's scheduled sampling needs a fractional scale ``s`` per step::
 
 :func:`install_scaled_fusers` replaces every fuser of a UNet by a :class:`ScaledGatedSelfAttentionDense`
 that holds the *same* submodules and parameters (the UNet's ``state_dict`` keys and tensors do
-not change); :func:`set_grounding_scale` sets ``s`` and :func:`unplugged` is a context manager
-that runs the base model (``s = 0`` skips the layers entirely, so the output is exactly the base
-UNet's).
+not change); :func:`set_grounding_scale` sets ``s``, :func:`unplug` sets it to 0 and
+:func:`unplugged` is a context manager that runs the base model within its block (``s = 0`` skips
+the layers entirely, so the output is exactly the base UNet's).
 """
 
 from __future__ import annotations
@@ -334,6 +334,11 @@ def get_grounding_scale(unet) -> float | None:
     """The common scale of the gated layers (None when there are none or they differ)."""
     scales = {m.scale for m in scaled_fusers(unet)}
     return scales.pop() if len(scales) == 1 else None
+
+
+def unplug(unet) -> None:
+    """Switch grounding off (scale 0): the UNet behaves exactly as its base model."""
+    set_grounding_scale(unet, 0.0)
 
 
 @contextmanager

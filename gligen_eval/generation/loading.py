@@ -22,7 +22,11 @@ from gligen_eval.errors import ConfigError, MissingWeightsError
 PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 CHECKPOINT_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".safetensors")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+_DTYPES = {
+    "float32": "float32", "fp32": "float32",
+    "float16": "float16", "fp16": "float16",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+}  # fmt: skip
 
 
 class Components(dict):
@@ -197,7 +201,9 @@ def _load_folder(folder: Path, name: str, wanted: tuple[str, ...] = PARTS) -> Co
                 obj = cls.from_pretrained(str(sub), local_files_only=True)
         except (OSError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise MissingWeightsError(f"model '{name}': cannot load {part} from {sub}: {first}; {_how_to_get(name)}") from e
+            raise MissingWeightsError(
+                f"model '{name}': cannot load {part} from {sub}: {first}; {_how_to_get(name)}"
+            ) from e
         loaded[part] = obj
         sources[part] = f"{name}:{part} ({cls_name} from {sub})"
     n_tokens = len(loaded["tokenizer"])
@@ -215,7 +221,10 @@ def save_components(components: Mapping[str, Any], folder: str | Path) -> Path:
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    index: dict[str, Any] = {"_class_name": "StableDiffusionGLIGENPipeline", "_diffusers_version": diffusers.__version__}
+    index: dict[str, Any] = {
+        "_class_name": "StableDiffusionGLIGENPipeline",
+        "_diffusers_version": diffusers.__version__,
+    }
     for part in PARTS:
         obj = components[part]
         obj.save_pretrained(str(out / part))
@@ -264,7 +273,11 @@ def describe(components: Mapping[str, Any]) -> dict[str, Any]:
         if part not in components:
             continue
         obj = components[part]
-        entry = {"class": type(obj).__name__, "source": sources.get(part, "given in code"), "fingerprint": fingerprint(obj)}
+        entry = {
+            "class": type(obj).__name__,
+            "source": sources.get(part, "given in code"),
+            "fingerprint": fingerprint(obj),
+        }
         if hasattr(obj, "parameters"):
             entry["parameters"] = int(sum(p.numel() for p in obj.parameters()))
             entry["dtype"] = str(next(obj.parameters()).dtype).replace("torch.", "")

@@ -34,7 +34,7 @@ from gligen_eval.generation.grounding import (
     GroundingTokenizer,
     default_grounding,
     install_scaled_fusers,
-    set_grounding_scale,
+    scaled_fusers,
 )
 from gligen_eval.generation.loading import place
 from gligen_eval.generation.schedule import grounding_schedule
@@ -100,6 +100,7 @@ class GroundedSampler:
         self.grounding = grounding if grounding is not None else default_grounding(self.components)
         self.grounding.check(self.components)
         self.num_fusers = install_scaled_fusers(self.unet)
+        self._fusers = scaled_fusers(self.unet)
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     # ---------------------------------------------------------------------------------------
@@ -164,6 +165,10 @@ class GroundedSampler:
 
     # ---------------------------------------------------------------------------------------
     # the loop
+
+    def _set_scale(self, scale: float) -> None:
+        for fuser in self._fusers:
+            fuser.scale = scale
 
     def _check_settings(self, settings: SamplerConfig) -> None:
         if settings.height % self.vae_scale_factor or settings.width % self.vae_scale_factor:
@@ -251,7 +256,7 @@ class GroundedSampler:
         try:
             for i, t in enumerate(timesteps):
                 scale = scales[i]
-                set_grounding_scale(self.unet, scale)
+                self._set_scale(scale)
                 if grounding.step_hook is not None:
                     latents = grounding.step_hook(latents, t, i)
                 model_input = torch.cat([latents, latents]) if cfg else latents
@@ -271,7 +276,7 @@ class GroundedSampler:
                 if bar is not None:
                     bar.update(1)
         finally:
-            set_grounding_scale(self.unet, 1.0)
+            self._set_scale(1.0)
 
         image = self.vae.decode(latents / self.vae.config.scaling_factor).sample
         return (image * 0.5 + 0.5).clamp(0, 1).float().cpu()

@@ -35,7 +35,7 @@ TINY_HIDDEN = 32
 
 def _byte_symbols() -> list[str]:
     """The 256 printable symbols that byte-level BPE uses for the 256 byte values (GPT-2 / CLIP order)."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     codes = list(keep)
     extra = 0
     for b in range(256):
