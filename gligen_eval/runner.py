@@ -151,7 +151,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
 
     components = load_components(
         cfg.model.name, device=device, dtype=cfg.model.dtype, tiny_seed=cfg.model.tiny_seed,
-        sample_size=max(cfg.sampler.height, cfg.sampler.width),
+        sample_size=max(cfg.sampler.height, cfg.sampler.width), base=cfg.model.base,
     )  # fmt: skip
     gen_info = describe(components)
     model_fp = stable_hash({k: v["fingerprint"] for k, v in gen_info.items() if isinstance(v, dict)})
