@@ -79,6 +79,18 @@ class DetectorConfig:
     batch_size: int = 16
     kpt_conf: float = 0.5
     """Pose models: a keypoint counts as present at or above this confidence."""
+    label_mode: Literal["argmax", "all"] = "argmax"
+    """Open-vocabulary detectors: one phrase per box (``argmax``) or every box x phrase pair (``all``)."""
+    name: str | None = None
+    """Label in metric keys (``box@<name>/AP``, ``agreement/<name>``); default: the detector's own name."""
+
+
+@dataclass
+class PoseConfig(DetectorConfig):
+    """The pose model for keypoint AP (a :class:`DetectorConfig` with pose defaults)."""
+
+    kind: str = "yolo-pose"
+    weights: str = "yolov8x-pose.pt"
 
 
 @dataclass
@@ -88,6 +100,53 @@ class ScoringConfig:
     """An object is a hit when a same-class detection overlaps its box with at least this IoU."""
     instance_min_score: float = 0.25
     """Detections below this score are ignored for per-instance IoU, hits and mIoU (not for AP)."""
+    bootstrap: int = 1000
+    """Bootstrap draws (over layouts) for the ``<key>/lo`` ``<key>/hi`` intervals of mIoU, success and CLIP; 0: none."""
+    bootstrap_ap: int = 200
+    """Draws for the AP intervals (each draw re-accumulates COCO AP; about 0.25 s per draw at 5000 images x 80
+    categories on one CPU core); 0: no AP intervals. Also 0 when ``bootstrap`` is 0."""
+    bootstrap_seed: int = 0
+    ci_level: float = 0.95
+    """Confidence level of the intervals."""
+    real_images: bool = False
+    """Also run the detector (and pose model) on the layouts' real images (``layouts.images_dir``) and report
+    ``box/real/*`` and ``box/AP_ratio`` = generated AP / real AP (the real-image ceiling)."""
+
+
+@dataclass
+class FidConfig:
+    enabled: bool = False
+    reference: str | None = None
+    """Folder of real images (searched recursively); default: the layouts' real images (``layouts.images_dir``)."""
+    feature: Literal["inception", "tiny"] = "inception"
+    """``inception``: torch-fidelity's FID Inception v3 (2048 features, local weights file); ``tiny``: a small
+    seeded random conv net built in code, for offline smoke runs only (its numbers are not FID)."""
+    inception_weights: str | None = None
+    """Path of ``weights-inception-2015-12-05-6726825d.pth``; default ``$TORCH_HOME/hub/checkpoints/``."""
+    resize: str = "center-crop-then-resize-bicubic-299"
+    """Resize policy applied to real and generated images alike (see ``scoring.quality.ResizePolicy``)."""
+    batch_size: int = 32
+    kid: bool = True
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    seed: int = 0
+    """Seed of KID's subsets and of the ``tiny`` feature net."""
+    cache_dir: str | None = None
+    """Where reference statistics are cached; default ``$GLIGEN_EVAL_FID_CACHE`` or ``~/.cache/gligen-eval/fid``."""
+
+
+@dataclass
+class ClipConfig:
+    enabled: bool = False
+    model: str = "openai/clip-vit-base-patch32"
+    """``tiny`` (random, built in code; offline smoke runs), a local folder, or a hub id in the local HF cache."""
+    weight: float = 100.0
+    """Scale ``w`` of ``w * max(cos, 0)``: 100 (the usual CLIP score) or 2.5 (CLIP-S)."""
+    crop: Literal["tight", "pad-square"] = "tight"
+    batch_size: int = 32
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    seed: int = 0
+    """Seed of the ``tiny`` model."""
 
 
 @dataclass
@@ -101,6 +160,12 @@ class RunConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    pose: PoseConfig | None = None
+    """Pose model for keypoint AP on layouts whose persons carry keypoints (``kp/*``); none by default."""
+    extra_detectors: list[DetectorConfig] = field(default_factory=list)
+    """More detectors scored side by side (``box@<name>/*``) with their agreement with ``detector``."""
+    fid: FidConfig = field(default_factory=FidConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -128,6 +193,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, a, key)
             except ConfigError as e:
                 errors.append(str(e))
+        if len(errors) == 1:  # one real alternative (``X | None``): its own message names the key
+            raise ConfigError(errors[0])
         raise ConfigError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         if value not in args:
@@ -263,3 +330,46 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"config key 'layouts.min_area' must be in [0, 1), got {cfg.layouts.min_area}")
     if not 0.0 < cfg.scoring.success_iou <= 1.0:
         raise ConfigError(f"config key 'scoring.success_iou' must be in (0, 1], got {cfg.scoring.success_iou}")
+    _validate_scoring(cfg)
+
+
+#: Sections that only change how images are scored, never which images are generated.
+SCORING_SECTIONS: tuple[str, ...] = ("detector", "scoring", "pose", "extra_detectors", "fid", "clip")
+
+
+def _validate_scoring(cfg: RunConfig) -> None:
+    sc = cfg.scoring
+    if sc.bootstrap < 0 or sc.bootstrap_ap < 0:
+        raise ConfigError(f"config keys 'scoring.bootstrap' and 'scoring.bootstrap_ap' must be >= 0 (0 disables), "
+                          f"got {sc.bootstrap} and {sc.bootstrap_ap}")  # fmt: skip
+    if not 0.0 < sc.ci_level < 1.0:
+        raise ConfigError(f"config key 'scoring.ci_level' must be in (0, 1), got {sc.ci_level}")
+    if not 0.0 <= sc.instance_min_score <= 1.0:
+        raise ConfigError(f"config key 'scoring.instance_min_score' must be in [0, 1], got {sc.instance_min_score}")
+    detectors = [("detector", cfg.detector)] + [(f"extra_detectors[{i}]", d) for i, d in enumerate(cfg.extra_detectors)]
+    if cfg.pose is not None:
+        detectors.append(("pose", cfg.pose))
+    for where, d in detectors:
+        if d.batch_size < 1 or d.max_det < 1:
+            raise ConfigError(f"config keys '{where}.batch_size' and '{where}.max_det' must be >= 1")
+        if d.name is not None and (not d.name.strip() or "/" in d.name):
+            raise ConfigError(f"config key '{where}.name' must be a non-empty name without '/', got {d.name!r}")
+    names = [d.name for d in cfg.extra_detectors if d.name is not None]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"config key 'extra_detectors': duplicate name(s) {', '.join(dup)}")
+    f = cfg.fid
+    if f.batch_size < 1 or f.kid_subsets < 1 or f.kid_subset_size < 2:
+        raise ConfigError("config keys 'fid.batch_size' and 'fid.kid_subsets' must be >= 1 and 'fid.kid_subset_size' >= 2")
+    if f.enabled:
+        from gligen_eval.scoring.quality import ResizePolicy
+
+        try:
+            ResizePolicy.parse(f.resize)
+        except ConfigError as e:
+            raise ConfigError(f"config key 'fid.resize': {e}") from None
+    c = cfg.clip
+    if not c.weight > 0 or c.batch_size < 1:
+        raise ConfigError(f"config keys 'clip.weight' must be > 0 and 'clip.batch_size' >= 1, got {c.weight}, {c.batch_size}")
+    if not c.model.strip():
+        raise ConfigError("config key 'clip.model' must name a model ('tiny', a local folder or a hub id)")

@@ -56,6 +56,7 @@ class Detector(Protocol):
 _REGISTRY: dict[str, str] = {
     "yolo": "gligen_eval.scoring.detectors:YoloDetector",
     "yolo-pose": "gligen_eval.scoring.detectors:YoloPoseDetector",
+    "owlv2": "gligen_eval.scoring.openvocab:OwlDetector",
 }
 
 
