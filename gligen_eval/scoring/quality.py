@@ -478,7 +478,9 @@ class FidKidScorer:
         from torchmetrics.image.kid import KernelInceptionDistance
 
         d = self.extractor.num_features
-        fid = FrechetInceptionDistance(feature=_passthrough(d), reset_real_features=False)
+        # One process accumulates everything: no all-gather at compute() under torch.distributed
+        # (the other ranks are not computing, so a sync would hang or fail).
+        fid = FrechetInceptionDistance(feature=_passthrough(d), reset_real_features=False, sync_on_compute=False)
         kid = None
         if self.kid:
             with warnings.catch_warnings():
@@ -486,6 +488,7 @@ class FidKidScorer:
                 kid = KernelInceptionDistance(
                     feature=_passthrough(d), subsets=self.kid_subsets, subset_size=self.kid_subset_size,
                     degree=self.kid_degree, gamma=self.kid_gamma, coef=self.kid_coef, reset_real_features=False,
+                    sync_on_compute=False,
                 )  # fmt: skip
         return fid, kid
 
