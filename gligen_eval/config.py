@@ -45,6 +45,9 @@ class ModelConfig:
     tiny_seed: int = 0
     base: str | None = None
     """Base model for official checkpoints that only hold the UNet (e.g. a SD-1.4 diffusers folder)."""
+    modality: str | None = None
+    """``text-box``, ``text-image-box``, ``keypoint``, ``inpaint-text-box``, ``inpaint-text-image-box``:
+    which tiny model to build; for real checkpoints it is detected from the weights and checked."""
 
 
 @dataclass
@@ -150,6 +153,13 @@ class ClipConfig:
 
 
 @dataclass
+class SweepConfig:
+    tau: list[float] = field(default_factory=list)
+    """Scheduled-sampling sweep: one sub-run per τ over the same layouts and seeds (empty: no sweep).
+    τ is ``beta`` for the hard cut and the full-grounding fraction ``p1`` of ``alpha = [τ, 0, 1 - τ]``."""
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     out: str | None = None
@@ -166,6 +176,7 @@ class RunConfig:
     """More detectors scored side by side (``box@<name>/*``) with their agreement with ``detector``."""
     fid: FidConfig = field(default_factory=FidConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -318,6 +329,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"sampler.height/width must be positive multiples of 8, got {s.height}x{s.width}")
     if len(s.alpha) != 3 or any(a < 0 for a in s.alpha) or abs(sum(s.alpha) - 1.0) > 1e-6:
         raise ConfigError(f"config key 'sampler.alpha' must be 3 non-negative fractions summing to 1, got {s.alpha}")
+    if any(not 0.0 <= t <= 1.0 for t in cfg.sweep.tau) or len(set(cfg.sweep.tau)) != len(cfg.sweep.tau):
+        raise ConfigError(f"config key 'sweep.tau' must hold distinct values in [0, 1], got {cfg.sweep.tau}")
     if not 0.0 <= s.beta <= 1.0:
         raise ConfigError(f"config key 'sampler.beta' must be in [0, 1], got {s.beta}")
     if s.batch_size < 1 or s.seeds_per_layout < 1:
