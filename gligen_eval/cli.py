@@ -46,21 +46,34 @@ def _add_run(sub) -> None:
 
 def cmd_run(args) -> int:
     from gligen_eval.config import load_config
-    from gligen_eval.runner import format_metrics_short, run
+    from gligen_eval.runner import SWEEP_INDEX, format_metrics_short, run
 
     overrides = list(args.overrides)
     if args.out:
         overrides.append(f"out={args.out}")
     cfg = load_config(args.config, overrides)
     out = run(cfg, resume=args.resume, progress=not args.no_progress)
-    metrics = json.loads((out / "metrics.json").read_text())
-    manifest = json.loads((out / "manifest.json").read_text())
-    if args.json:
-        print(json.dumps({"run_dir": str(out), "metrics": metrics}))
-        return 0
-    print(f"run directory: {out}")
-    print(f"  {format_metrics_short(metrics)}")
-    print(f"  report: {out / 'report.md'}")
+    sweep = out / SWEEP_INDEX
+    if sweep.exists():
+        index = json.loads(sweep.read_text())
+        if args.json:
+            print(json.dumps({"run_dir": str(out), "sweep": index}))
+            return 0
+        print(f"sweep directory: {out}  ({index['parameter']})")
+        for p in index["points"]:
+            print(f"  tau={p['tau']:<5g} {format_metrics_short(p['metrics'] or {})}")
+        print(f"  table: {out / 'sweep.md'}; plot it with: gligen-eval report {out} --out reports/sweep")
+        run_dirs = [out / p["run"] for p in index["points"]]
+    else:
+        metrics = json.loads((out / "metrics.json").read_text())
+        if args.json:
+            print(json.dumps({"run_dir": str(out), "metrics": metrics}))
+            return 0
+        print(f"run directory: {out}")
+        print(f"  {format_metrics_short(metrics)}")
+        print(f"  report: {out / 'report.md'}")
+        run_dirs = [out]
+    manifest = json.loads((run_dirs[0] / "manifest.json").read_text())
     if manifest.get("random_weights"):
         print("\nNOTE: these numbers come from random weights (tiny generator / detector built from .yaml);")
         print("they check that the pipeline works, not how good any model is.\n")
@@ -116,7 +129,16 @@ def _add_report(sub) -> None:
 def cmd_report(args) -> int:
     from gligen_eval.reporting import build_report
 
-    files = build_report([Path(r) for r in args.runs], Path(args.out), sort_by=args.sort_by)
+    from gligen_eval.runner import SWEEP_INDEX
+
+    runs: list[Path] = []
+    for r in map(Path, args.runs):
+        index = r / SWEEP_INDEX
+        if index.exists():  # a sweep folder stands for its runs
+            runs.extend(r / p["run"] for p in json.loads(index.read_text())["points"])
+        else:
+            runs.append(r)
+    files = build_report(runs, Path(args.out), sort_by=args.sort_by)
     for kind, path in files.items():
         print(f"{kind:<12} {path}")
     return 0

@@ -122,11 +122,74 @@ def load_run_layouts(cfg: RunConfig) -> list[Layout]:
 
 
 def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
-    """Run ``cfg``; returns the run directory.
+    """Run ``cfg``; returns the run directory (for a τ sweep, the folder holding one run per τ).
 
     Under ``torchrun``/``accelerate launch`` every rank calls this; each generates and detects its
     share of the chunks, and rank 0 merges the records and scores.
     """
+    if cfg.sweep.tau:
+        return run_sweep(cfg, resume=resume, progress=progress)
+    return _run_single(cfg, resume=resume, progress=progress)
+
+
+def sweep_points(cfg: RunConfig) -> list[tuple[float, RunConfig]]:
+    """One config per τ of ``cfg.sweep``: same layouts, seeds and everything else, in ``<out>/tau-<τ>``."""
+    import copy
+
+    root = run_dir_for(cfg)
+    out = []
+    for tau in cfg.sweep.tau:
+        sub = copy.deepcopy(cfg)
+        sub.sweep.tau = []
+        if sub.sampler.schedule == "alpha":
+            sub.sampler.alpha = [float(tau), 0.0, 1.0 - float(tau)]
+        else:
+            sub.sampler.beta = float(tau)
+        sub.name = f"{cfg.name}-tau{tau:g}"
+        sub.out = str(root / f"tau-{tau:g}")
+        out.append((float(tau), sub))
+    return out
+
+
+SWEEP_INDEX = "sweep.json"
+
+
+def run_sweep(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
+    """Run every τ of the sweep (the model is loaded once) and write ``sweep.json`` beside the runs."""
+    from gligen_eval import distributed
+
+    root = run_dir_for(cfg)
+    cache: dict[Any, Any] = {}
+    points = []
+    for tau, sub in sweep_points(cfg):
+        out = _run_single(sub, resume=resume, progress=progress, components_cache=cache)
+        points.append({"tau": tau, "run": out.name, "metrics": _read_metrics(out)})
+    if distributed.env_world().is_main:
+        parameter = "sampler.alpha = [tau, 0, 1 - tau]" if cfg.sampler.schedule == "alpha" else "sampler.beta = tau"
+        store.atomic_write_json(root / SWEEP_INDEX, {"name": cfg.name, "parameter": parameter, "points": points})
+        store.atomic_write_text(root / "sweep.md", render_sweep(cfg.name, parameter, points))
+    return root
+
+
+def _read_metrics(run_dir: Path) -> dict[str, Any] | None:
+    p = run_dir / store.METRICS
+    return store.read_json(p) if p.exists() else None
+
+
+def render_sweep(name: str, parameter: str, points: list[dict[str, Any]]) -> str:
+    keys = [k for k in ("box/AP", "box/AP50", "box/mIoU", "box/success", "kp/AP", "fid", "clip/global")
+            if any(p["metrics"] and k in p["metrics"] for p in points)]  # fmt: skip
+    lines = [f"# Scheduled-sampling sweep: {name}", "", f"τ sets {parameter}.", "",
+             "| τ | run | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]  # fmt: skip
+    for p in points:
+        m = p["metrics"] or {}
+        vals = [f"{m[k]:.4f}" if isinstance(m.get(k), float) else str(m.get(k, "")) for k in keys]
+        lines.append(f"| {p['tau']:g} | {p['run']} | " + " | ".join(vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
+                components_cache: dict[Any, Any] | None = None) -> Path:  # fmt: skip
     from gligen_eval import distributed
     from gligen_eval.config import validate
 
@@ -138,7 +201,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
     device = distributed.local_device(device, dist)
     progress = progress and dist.is_main
     if dist.is_main:
-        _check_existing(rd, config_hash, resume)
+        _check_existing(rd, cfg, resume)
         rd.root.mkdir(parents=True, exist_ok=True)
     distributed.barrier(dist)
 
@@ -149,10 +212,17 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
     from gligen_eval.generation.loading import describe, load_components, resolve_dtype
     from gligen_eval.generation.sampler import GroundedSampler
 
-    components = load_components(
-        cfg.model.name, device=device, dtype=cfg.model.dtype, tiny_seed=cfg.model.tiny_seed,
+    load_kwargs = dict(
+        device=device, dtype=cfg.model.dtype, tiny_seed=cfg.model.tiny_seed,
         sample_size=max(cfg.sampler.height, cfg.sampler.width), base=cfg.model.base,
     )  # fmt: skip
+    cache_key = stable_hash([cfg.model.name, load_kwargs])
+    if components_cache is not None and cache_key in components_cache:
+        components = components_cache[cache_key]
+    else:
+        components = load_components(cfg.model.name, **load_kwargs)
+        if components_cache is not None:
+            components_cache[cache_key] = components
     gen_info = describe(components)
     model_fp = stable_hash({k: v["fingerprint"] for k, v in gen_info.items() if isinstance(v, dict)})
     sampler = GroundedSampler(components, device=device, dtype=resolve_dtype(cfg.model.dtype))
@@ -164,6 +234,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "config": cfg.to_dict(),
         "config_hash": config_hash,
+        "generation_hash": generation_hash(cfg.to_dict()),
         "versions": _versions(),
         "git": _git_info(),
         "argv": sys.argv,
@@ -204,21 +275,32 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
     return rd.root
 
 
-def _check_existing(rd: store.RunDir, config_hash: str, resume: bool) -> None:
+def generation_hash(config: dict[str, Any]) -> str:
+    """Hash of the parts of a config that decide the images (everything but the scoring sections)."""
+    from gligen_eval.config import SCORING_SECTIONS
+
+    return stable_hash({k: v for k, v in config.items() if k not in SCORING_SECTIONS and k not in ("name", "out")})
+
+
+def _check_existing(rd: store.RunDir, cfg: RunConfig, resume: bool) -> None:
+    """A run directory may be re-scored with other scoring settings, but not reused for other images."""
     if not rd.exists():
         return
     old = rd.manifest()
-    if old.get("config_hash") != config_hash:
+    mine, theirs = generation_hash(cfg.to_dict()), generation_hash(old.get("config", {}))
+    if mine != theirs:
         raise GligenEvalError(
-            f"{rd.root} holds a run of a different config (config hash {old.get('config_hash')} != {config_hash}); "
-            "choose another --out"
+            f"{rd.root} holds a run with different generation settings (layouts/model/sampler; "
+            f"hash {theirs} != {mine}); choose another --out"
         )
     if not rd.is_complete() and not resume:
         raise GligenEvalError(f"{rd.root} holds an unfinished run; pass --resume to finish it")
 
 
 def _uses_random_weights(cfg: RunConfig) -> bool:
-    return cfg.model.name == "tiny" or cfg.detector.weights.endswith((".yaml", ".yml"))
+    from gligen_eval.scoring.pipeline import uses_random_scoring_weights
+
+    return cfg.model.name == "tiny" or uses_random_scoring_weights(cfg)
 
 
 def _existing_samples(rd: store.RunDir) -> dict[str, SampleRecord]:
@@ -320,7 +402,7 @@ def render_summary(manifest: dict[str, Any], metrics: dict[str, Any]) -> str:
 
 
 def format_metrics_short(metrics: dict[str, Any]) -> str:
-    keys = ["box/AP", "box/AP50", "box/AP75", "box/mIoU", "box/success"]
+    keys = ["box/AP", "box/AP50", "box/AP75", "box/mIoU", "box/success", "kp/AP", "fid", "clip/global"]
     return "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)
 
 

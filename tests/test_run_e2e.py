@@ -100,9 +100,21 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "nobody/no-such-gligen-model" in err
 
 
-def test_different_config_in_same_dir_is_refused(demo_run, capsys):
+def test_other_generation_settings_in_same_dir_are_refused(demo_run, capsys):
     assert main(["run", "--out", str(demo_run), *SMALL, "--set", "sampler.steps=4"]) == 2
-    assert "different config" in capsys.readouterr().err
+    assert "different generation settings" in capsys.readouterr().err
+
+
+def test_rescoring_in_place_reuses_images(demo_run, capsys):
+    before = {p.name: p.stat().st_mtime_ns for p in (demo_run / "images").iterdir()}
+    old = json.loads((demo_run / "metrics.json").read_text())
+    assert main(["run", "--out", str(demo_run), *SMALL, "--set", "scoring.success_iou=0.3"]) == 0
+    new = json.loads((demo_run / "metrics.json").read_text())
+    assert {p.name: p.stat().st_mtime_ns for p in (demo_run / "images").iterdir()} == before
+    assert new["box/AP"] == old["box/AP"] and new["box/success"] >= old["box/success"]
+    manifest = json.loads((demo_run / "manifest.json").read_text())
+    assert manifest["config"]["scoring"]["success_iou"] == 0.3
+    assert main(["run", "--out", str(demo_run), *SMALL]) == 0  # back to the fixture's settings
 
 
 def _cli(*args: str) -> list[str]:
@@ -143,3 +155,23 @@ def test_kill_minus_9_then_resume_matches_uninterrupted(tmp_path):
     full_imgs = {p.name: p.read_bytes() for p in (full / "images").iterdir()}
     cut_imgs = {p.name: p.read_bytes() for p in (cut / "images").iterdir() if p.suffix == ".png"}
     assert full_imgs == cut_imgs
+
+
+def test_tau_sweep_runs_each_point_over_the_same_layouts(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert main(["run", "--out", str(out), "--set", "layouts.limit=3", "--set", "sampler.steps=4",
+                 "--set", "sweep.tau=[0.0, 0.5, 1.0]", "--no-progress"]) == 0  # fmt: skip
+    index = json.loads((out / "sweep.json").read_text())
+    assert [p["tau"] for p in index["points"]] == [0.0, 0.5, 1.0]
+    runs = [out / p["run"] for p in index["points"]]
+    alphas = [json.loads((r / "manifest.json").read_text())["config"]["sampler"]["alpha"] for r in runs]
+    assert alphas == [[0.0, 0.0, 1.0], [0.5, 0.0, 0.5], [1.0, 0.0, 0.0]]
+    pairs = [sorted((s["layout_id"], s["seed"]) for s in _lines(r / "samples.jsonl")) for r in runs]
+    assert pairs[0] == pairs[1] == pairs[2] and len(pairs[0]) == 3
+    # grounding switched off (τ=0) and on (τ=1) give different images from the same noise
+    img = lambda r: {s["layout_id"]: (r / s["image"]).read_bytes() for s in _lines(r / "samples.jsonl")}  # noqa: E731
+    assert img(runs[0]) != img(runs[2])
+    assert "tau=0.5" in capsys.readouterr().out
+    report = tmp_path / "report"
+    assert main(["report", str(out), "--out", str(report)]) == 0
+    assert (report / "plots" / "tradeoff.png").exists()
