@@ -45,6 +45,11 @@ class ModelConfig:
     tiny_seed: int = 0
     base: str | None = None
     """Base model for official checkpoints that only hold the UNet (e.g. a SD-1.4 diffusers folder)."""
+    attention: Literal["sdpa", "classic"] = "sdpa"
+    """``sdpa``: PyTorch's fused attention kernel; ``classic``: explicit softmax(QKᵀ)V."""
+    channels_last: bool = False
+    compile: bool = False
+    """``torch.compile`` the UNet (worth it for long runs on a GPU; the first batch pays the compile)."""
     modality: str | None = None
     """``text-box``, ``text-image-box``, ``keypoint``, ``inpaint-text-box``, ``inpaint-text-image-box``:
     which tiny model to build; for real checkpoints it is detected from the weights and checked."""

@@ -49,7 +49,8 @@ def settings_for_key(cfg: RunConfig) -> dict[str, Any]:
     d = {
         "steps": s.steps, "guidance_scale": s.guidance_scale, "height": s.height, "width": s.width,
         "scheduler": s.scheduler, "schedule": s.schedule, "negative_prompt": s.negative_prompt,
-        "max_objects": s.max_objects, "dtype": cfg.model.dtype,
+        "max_objects": s.max_objects, "dtype": cfg.model.dtype, "attention": cfg.model.attention,
+        "channels_last": cfg.model.channels_last, "compile": cfg.model.compile,
     }  # fmt: skip
     if s.schedule == "alpha":
         d["alpha"] = list(s.alpha)
@@ -224,7 +225,12 @@ def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
         if components_cache is not None:
             components_cache[cache_key] = components
     gen_info = describe(components)
-    model_fp = stable_hash({k: v["fingerprint"] for k, v in gen_info.items() if isinstance(v, dict)})
+    from gligen_eval.generation.performance import apply_performance_options
+
+    gen_info["performance"] = apply_performance_options(
+        components, attention=cfg.model.attention, channels_last=cfg.model.channels_last, compile=cfg.model.compile
+    )
+    model_fp = stable_hash({k: v["fingerprint"] for k, v in gen_info.items() if isinstance(v, dict) and "fingerprint" in v})
     sampler = GroundedSampler(components, device=device, dtype=resolve_dtype(cfg.model.dtype))
     requests = make_requests(layouts, cfg, model_fp)
 
