@@ -1,0 +1,66 @@
+"""The benchmark suites. See conftest.py for the modes; each test runs (or reuses) one config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from suite_modes import MODE, data_path, suite_config, thresholds
+
+BOX_KEYS = ("box/AP", "box/AP50", "box/AP75", "box/mIoU", "box/success")
+
+
+def _in_unit_interval(metrics, keys):
+    for k in keys:
+        v = metrics[k]
+        assert v == -1.0 or 0.0 <= v <= 1.0, f"{k}={v}"
+
+
+@pytest.mark.gligen(config=suite_config("smoke-scoring.yaml", "coco2014-text-box.yaml"), name="coco-text-box",
+                    min=thresholds({"box/AP": 0.15, "box/AP50": 0.30}))  # fmt: skip
+def test_coco_text_box(gligen_run):
+    m = gligen_run.metrics
+    _in_unit_interval(m, BOX_KEYS)
+    assert m["n_samples"] == m["n_layouts"] * gligen_run.config.sampler.seeds_per_layout
+    assert m["box/AP/lo"] <= m["box/AP"] <= m["box/AP/hi"]
+    rows = (gligen_run.run_dir / "instances.jsonl").read_text().splitlines()
+    assert len(rows) == m["n_instances"] > 0
+
+
+@pytest.mark.gligen(config=suite_config("smoke-keypoints.yaml", "coco2017-keypoint.yaml"), name="keypoints",
+                    min=thresholds({"kp/AP": 0.2}))  # fmt: skip
+def test_keypoints(gligen_run):
+    m = gligen_run.metrics
+    _in_unit_interval(m, ("kp/AP", "kp/AP50", "kp/AR"))
+    breakdowns = json.loads((gligen_run.run_dir / "breakdowns.json").read_text())
+    assert len(breakdowns["kp/per_keypoint"]) == 17
+
+
+@pytest.mark.gligen(config=suite_config("smoke-lvis.yaml", "lvis-text-box.yaml"), name="lvis",
+                    set=[f"layouts.source={data_path('lvis_sample.json')}"] if MODE == "tiny" else [],
+                    min=thresholds({"box/AP": 0.05}))  # fmt: skip
+def test_lvis(gligen_run):
+    m = gligen_run.metrics
+    _in_unit_interval(m, ("box/AP", "box/APr", "box/APc", "box/APf"))
+    assert gligen_run.config.detector.kind == "owlv2"
+
+
+def test_tau_sweep(tmp_path, gligen_runner):
+    """Grounding-vs-quality trade-off: one run per τ over the same layouts and seeds."""
+    from gligen_eval.config import load_config
+
+    here = Path(__file__).parent
+    cfg = load_config(here / suite_config("smoke-tau-sweep.yaml", "coco2014-tau-sweep.yaml"),
+                      [f"out={tmp_path / 'sweep'}"])  # fmt: skip
+    root = Path(gligen_runner(cfg))
+    index = json.loads((root / "sweep.json").read_text())
+    taus = [p["tau"] for p in index["points"]]
+    assert taus == cfg.sweep.tau
+    pairs = [sorted(json.loads(r)["layout_id"] for r in (root / p["run"] / "samples.jsonl").read_text().splitlines())
+             for p in index["points"]]  # fmt: skip
+    assert all(p == pairs[0] for p in pairs)
+    if MODE == "full":  # grounding on for the whole run places boxes better than grounding off
+        ap = {p["tau"]: p["metrics"]["box/AP"] for p in index["points"]}
+        assert ap[max(taus)] > ap[min(taus)]
