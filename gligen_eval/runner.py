@@ -209,6 +209,9 @@ def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
     layouts = load_run_layouts(cfg)
     if not layouts:
         raise GligenEvalError(f"no layouts selected from {cfg.layouts.source!r}")
+    from gligen_eval.scoring.pipeline import preflight
+
+    preflight(cfg, device=device)  # missing scoring weights fail now, not after hours of generation
 
     from gligen_eval.generation.loading import describe, load_components, resolve_dtype
     from gligen_eval.generation.sampler import GroundedSampler

@@ -175,3 +175,13 @@ def test_tau_sweep_runs_each_point_over_the_same_layouts(tmp_path, capsys):
     report = tmp_path / "report"
     assert main(["report", str(out), "--out", str(report)]) == 0
     assert (report / "plots" / "tradeoff.png").exists()
+
+
+def test_missing_scoring_weights_fail_before_generation(tmp_path, capsys):
+    out = tmp_path / "r"
+    code = main(["run", "--out", str(out), "--set", "layouts.limit=2", "--set", "sampler.steps=2",
+                 "--set", f"detector.weights={tmp_path / 'absent.pt'}", "--no-progress"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "absent.pt" in err
+    assert not (out / "samples.jsonl").exists() and not (out / "images").exists()

@@ -801,6 +801,18 @@ def _score_pose(p: DetectorPass, layouts: Sequence[Layout], dets: Callable, brea
     return out
 
 
+def preflight(cfg: RunConfig, *, device: str) -> None:
+    """Build every scoring model once and drop it, so missing weights fail before any image is generated."""
+    dets = [cfg.detector, *cfg.extra_detectors, *([cfg.pose] if cfg.pose is not None else [])]
+    for d in dets:
+        build_scoring_detector(d, device=device)
+    if cfg.clip.enabled:
+        build_clip_scorer(cfg.clip, device=device)
+    if cfg.fid.enabled:
+        build_fid_scorer(cfg.fid, device=device)
+    _release(device)
+
+
 def uses_random_scoring_weights(cfg: RunConfig) -> bool:
     """Whether any scoring model of ``cfg`` has random weights (a ``.yaml`` detector, ``tiny`` CLIP/OWLv2/FID features)."""
     dets = [cfg.detector, *cfg.extra_detectors, *([cfg.pose] if cfg.pose is not None else [])]
