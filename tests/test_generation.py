@@ -321,7 +321,7 @@ def test_bad_arguments(sampler):
     with pytest.raises(ValueError, match="seeds"):
         sampler.generate_arrays(LAYOUTS, [1], settings())
     with pytest.raises(ValueError, match="grounding"):
-        GroundedSampler(components(attention_type="gated-text-image"))
+        GroundedSampler(components(attention_type="gated-text-image"), grounding=G.get_grounding("text-box"))
     with pytest.raises(ValueError, match="unknown grounding"):
         G.get_grounding("smell-box")
     assert sampler.generate_arrays([], [], settings()).shape[0] == 0

@@ -8,7 +8,9 @@ Modules (each imports torch/diffusers only when used):
 * :mod:`~gligen_eval.generation.schedule`: the α (official) and β (diffusers) grounding schedules;
 * :mod:`~gligen_eval.generation.loading`: components from ``tiny``, a diffusers folder, a hub id
   or an official checkpoint, plus fingerprints;
-* :mod:`~gligen_eval.generation.tiny`: tiny random components built in code.
+* :mod:`~gligen_eval.generation.tiny`: tiny random components built in code;
+* :mod:`~gligen_eval.generation.modalities`: the grounding modalities (text+image+box, keypoint,
+  inpainting; spatial maps reserved), their official α defaults, inpainting preservation (PSNR).
 
 The main names are importable from here; the module behind a name is imported on first use::
 
@@ -36,6 +38,11 @@ _LAZY = {
     "unplugged": "grounding",
     "register_grounding": "grounding",
     "get_grounding": "grounding",
+    "default_grounding": "grounding",
+    "detect_modality": "grounding",
+    "default_alpha": "modalities",
+    "forced_scale": "modalities",
+    "outside_psnr": "modalities.preservation",
 }
 
 __all__ = sorted(_LAZY)

@@ -60,6 +60,17 @@ class GroundingContext:
     latent_shape: tuple[int, int, int]
     """(channels, height, width) of the latents."""
     cache: dict[Any, Any] = field(default_factory=dict)
+    image_size: tuple[int, int] | None = None
+    """(height, width) of the output images in pixels."""
+    seeds: list[int] | None = None
+    """The seed of each sample of the batch."""
+    generators: list[Any] | None = None
+    """One CPU ``torch.Generator`` per sample, seeded with its seed. A tokenizer that needs random
+    numbers (inpainting: the VAE posterior sample, the noise of the known region) draws them from
+    these, so a sample does not depend on its batch; the sampler draws the initial noise from the
+    same generators right after :meth:`GroundingTokenizer.prepare`."""
+    scheduler: Any = None
+    """The batch's scheduler (its timesteps are set)."""
 
 
 @dataclass
@@ -78,6 +89,10 @@ class GroundingInputs:
     """When set, the grounding scale at every step (inpainting forces 1)."""
     step_hook: Callable[[torch.Tensor, Any, int], torch.Tensor] | None = None
     """``hook(latents, t, step_index) -> latents`` called before each UNet evaluation."""
+    final_hook: Callable[[torch.Tensor], torch.Tensor] | None = None
+    """``hook(latents) -> latents`` called once after the last step, before decoding."""
+    extras: dict[str, Any] = field(default_factory=dict)
+    """Modality-specific tensors kept for inspection (inpainting: ``input_latents``, ``known_mask``)."""
 
 
 class GroundingTokenizer:
@@ -86,15 +101,36 @@ class GroundingTokenizer:
     modality: str = "?"
     position_net_type: str | None = None
     """The ``position_net`` class this tokenizer feeds (checked by :meth:`check`), if any."""
+    in_channels: int | None = 4
+    """The UNet input channels this tokenizer fills (4: latents only; checked by :meth:`check`)."""
+    options: tuple[str, ...] = ()
+    """Names of the constructor options (``get_grounding(name, **options)``)."""
 
     def prepare(self, layouts: Sequence["Layout"], ctx: GroundingContext) -> GroundingInputs:
         raise NotImplementedError
 
+    def describe(self) -> dict[str, Any]:
+        """The modality and the options that change the images (for manifests and cache keys)."""
+        return {"modality": self.modality, **{k: _plain_option(getattr(self, k, None)) for k in self.options}}
+
+    def grounded_boxes(self, layout: "Layout", max_objects: int) -> list:
+        """The boxes this tokenizer grounds for ``layout`` (normalized xyxy; inpainting regenerates them)."""
+        return [o.box for o in layout.objects[:max_objects]]
+
     def check(self, components: Mapping[str, Any]) -> None:
         """Raise ``ValueError`` when the components cannot take this modality."""
+        unet = components["unet"]
+        if self.in_channels is not None and int(unet.config.in_channels) != self.in_channels:
+            hint = ""
+            if int(unet.config.in_channels) == 9:
+                hint = " (an inpainting model: use an 'inpaint-*' grounding)"
+            raise ValueError(
+                f"the '{self.modality}' grounding needs a UNet with {self.in_channels} input channels, "
+                f"this one has {unet.config.in_channels}{hint}"
+            )
         if self.position_net_type is None:
             return
-        net = getattr(components["unet"], "position_net", None)
+        net = getattr(unet, "position_net", None)
         name = type(net).__name__ if net is not None else None
         if name != self.position_net_type:
             raise ValueError(
@@ -106,6 +142,12 @@ class GroundingTokenizer:
     def null_of(cond: Mapping[str, torch.Tensor], mask_keys: Sequence[str]) -> dict[str, torch.Tensor]:
         """The null grounding of ``cond``: the same tensors with the masks in ``mask_keys`` zeroed."""
         return {k: (torch.zeros_like(v) if k in mask_keys else v) for k, v in cond.items()}
+
+
+def _plain_option(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return f"<{type(value).__name__}>"  # images given in code (a mapping or a callable)
 
 
 def truncate_objects(layout: "Layout", max_objects: int) -> tuple:
@@ -184,6 +226,15 @@ class TextBoxTokenizer(GroundingTokenizer):
 # Lazy registry: modality name -> "module:Class" (imported only when asked for).
 _GROUNDING: dict[str, str] = {
     "text-box": "gligen_eval.generation.grounding:TextBoxTokenizer",
+    "text-image-box": "gligen_eval.generation.modalities.text_image:TextImageBoxTokenizer",
+    "keypoint": "gligen_eval.generation.modalities.keypoint:KeypointTokenizer",
+    "inpaint-text-box": "gligen_eval.generation.modalities.inpaint:InpaintTextBoxTokenizer",
+    "inpaint-text-image-box": "gligen_eval.generation.modalities.inpaint:InpaintTextImageBoxTokenizer",
+    "hed": "gligen_eval.generation.modalities.spatial:HedTokenizer",
+    "canny": "gligen_eval.generation.modalities.spatial:CannyTokenizer",
+    "depth": "gligen_eval.generation.modalities.spatial:DepthTokenizer",
+    "normal": "gligen_eval.generation.modalities.spatial:NormalTokenizer",
+    "sem": "gligen_eval.generation.modalities.spatial:SemTokenizer",
 }
 
 
@@ -198,26 +249,77 @@ def available_groundings() -> list[str]:
     return sorted(_GROUNDING)
 
 
-def get_grounding(name: str, **kwargs: Any) -> GroundingTokenizer:
-    """An instance of the grounding tokenizer registered as ``name``."""
+def grounding_class(name: str) -> type[GroundingTokenizer]:
+    """The grounding tokenizer class registered as ``name`` (imports its module)."""
     if name not in _GROUNDING:
         raise ValueError(f"unknown grounding modality {name!r} (known: {', '.join(available_groundings())})")
     module, _, attr = _GROUNDING[name].partition(":")
-    return getattr(importlib.import_module(module), attr)(**kwargs)
+    return getattr(importlib.import_module(module), attr)
 
 
-def default_grounding(components: Mapping[str, Any]) -> GroundingTokenizer:
-    """The grounding tokenizer that fits ``components['unet']`` (text+box for a text-only position net)."""
-    net = getattr(components["unet"], "position_net", None)
+def get_grounding(name: str, **kwargs: Any) -> GroundingTokenizer:
+    """An instance of the grounding tokenizer registered as ``name``."""
+    return grounding_class(name)(**kwargs)
+
+
+def detect_modality(components: Mapping[str, Any]) -> str:
+    """The modality of ``components['unet']``: its position net type and its input channels.
+
+    ``KeypointPositionNet`` -> ``keypoint``; diffusers' ``GLIGENTextBoundingboxProjection`` with
+    text and image MLPs -> ``text-image-box``, with one MLP -> ``text-box``; 9 input channels
+    (latents + masked-image latents + mask) make it ``inpaint-*``.
+    """
+    unet = components["unet"]
+    net = getattr(unet, "position_net", None)
     if net is None:
         raise ValueError("the UNet has no position_net: it is not a GLIGEN (gated) UNet")
-    if type(net).__name__ == "GLIGENTextBoundingboxProjection" and hasattr(net, "linears"):
-        return get_grounding("text-box")
-    raise ValueError(
-        f"no default grounding for a UNet with position_net {type(net).__name__}"
-        f"{' (text+image)' if hasattr(net, 'linears_image') else ''}; pass grounding=... to the sampler "
-        f"(registered: {', '.join(available_groundings())})"
-    )
+    kind = type(net).__name__
+    if kind == "KeypointPositionNet":
+        name = "keypoint"
+    elif kind == "GLIGENTextBoundingboxProjection" and hasattr(net, "linears_image"):
+        name = "text-image-box"
+    elif kind == "GLIGENTextBoundingboxProjection" and hasattr(net, "linears"):
+        name = "text-box"
+    else:
+        raise ValueError(f"no grounding modality known for a UNet with position_net {kind}")
+    in_channels = int(unet.config.in_channels)
+    if in_channels == 9 and name != "keypoint":
+        return "inpaint-" + name
+    if in_channels != 4:
+        raise ValueError(
+            f"a {name} UNet with {in_channels} input channels is not a released GLIGEN modality "
+            "(4: generation, 9: inpainting)"
+        )
+    return name
+
+
+def grounding_option_names() -> list[str]:
+    """Every option name the supported modalities take."""
+    from gligen_eval.generation.modalities import MODALITY_NAMES
+
+    return sorted({o for m in MODALITY_NAMES for o in grounding_class(m).options})
+
+
+def default_grounding(components: Mapping[str, Any], **options: Any) -> GroundingTokenizer:
+    """The grounding tokenizer that fits ``components['unet']`` (:func:`detect_modality`).
+
+    ``options`` are tokenizer options; those the detected modality does not take are ignored
+    (e.g. ``input_images`` for a generation model), but a name no modality knows is an error.
+    Components may carry defaults for them (``components.grounding_options``; tiny components
+    from :func:`~gligen_eval.generation.loading.load_components` use drawn reference and input
+    images); ``options`` win over those.
+    """
+    from gligen_eval.errors import ConfigError
+
+    name = detect_modality(components)
+    cls = grounding_class(name)
+    unknown = sorted(set(options) - set(grounding_option_names()))
+    if unknown:
+        raise ConfigError(
+            f"unknown grounding option(s) {', '.join(unknown)} (known: {', '.join(grounding_option_names())})"
+        )
+    merged = {**dict(getattr(components, "grounding_options", None) or {}), **options}
+    return cls(**{k: v for k, v in merged.items() if k in cls.options})
 
 
 # --------------------------------------------------------------------------------------------

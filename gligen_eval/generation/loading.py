@@ -1,8 +1,11 @@
 """Load generation components: ``tiny``, a local diffusers folder, or a hub id from the local cache.
 
 :func:`load_components` returns a :class:`Components` mapping with ``unet``, ``vae``,
-``text_encoder``, ``tokenizer`` and ``scheduler``, and remembers where each part came from
-(:func:`describe` turns that, plus a content fingerprint of every model, into a manifest entry).
+``text_encoder``, ``tokenizer`` and ``scheduler`` (plus ``image_encoder``, ``processor`` and
+``image_project`` for text+image grounding), remembers where each part came from
+(:func:`describe` turns that, plus a content fingerprint of every model, into a manifest entry),
+and knows its grounding modality (``Components.modality``), read from the UNet: the position net
+type and the input channels (:func:`~gligen_eval.generation.grounding.detect_modality`).
 
 The network is never used: a hub id is looked up in the local Hugging Face cache only
 (``local_files_only=True``), and when it is not there a :class:`~gligen_eval.errors.MissingWeightsError`
@@ -20,6 +23,15 @@ from typing import Any, Mapping
 from gligen_eval.errors import ConfigError, MissingWeightsError
 
 PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+IMAGE_PARTS = ("image_encoder", "processor", "image_project")
+"""The CLIP vision parts of text+image grounding (diffusers' ``StableDiffusionGLIGENTextImagePipeline`` names)."""
+MODEL_PARTS = ("unet", "vae", "text_encoder", "image_encoder", "image_project")
+"""The parts that are torch modules."""
+TINY_GROUNDING_OPTIONS = {"reference_images": "synthetic", "input_images": "synthetic"}
+"""Grounding defaults of ``load_components("tiny")``: tiny runs are offline smoke runs, usually on the
+bundled sample, which has neither reference images nor photos to inpaint, so objects without a
+reference image get a drawn one and inpainting starts from a drawn background
+(:mod:`gligen_eval.generation.modalities.images`). Explicit grounding options override them."""
 CHECKPOINT_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".safetensors")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _DTYPES = {
@@ -32,10 +44,14 @@ _DTYPES = {
 class Components(dict):
     """The components of a grounded diffusion model; ``sources`` says where each part came from."""
 
-    def __init__(self, parts: Mapping[str, Any], sources: Mapping[str, str], name: str):
+    def __init__(self, parts: Mapping[str, Any], sources: Mapping[str, str], name: str, modality: str | None = None):
         super().__init__(parts)
         self.sources = dict(sources)
         self.name = name
+        self.modality = modality
+        """The grounding modality (``text-box``, ``text-image-box``, ``keypoint``, ``inpaint-*``)."""
+        self.grounding_options: dict[str, Any] = {}
+        """Defaults for the grounding tokenizer's options (see ``grounding.default_grounding``)."""
 
 
 def resolve_dtype(dtype: Any):
@@ -57,39 +73,83 @@ def load_components(
     tiny_seed: int = 0,
     sample_size: int | None = None,
     base: str | None = None,
+    modality: str | None = None,
 ) -> Components:
     """Components for ``name``:
 
     * ``"tiny"``: tiny random components built in code (``tiny_seed``; ``sample_size`` is the
-      image size in pixels, default 64);
-    * a local diffusers folder (with ``model_index.json``);
-    * a hub id such as ``masterful/gligen-1-4-generation-text-box``, from the local Hugging Face
-      cache only;
+      image size in pixels, default 64) for ``modality`` (default ``text-box``);
+    * a local diffusers folder (with ``model_index.json``; a ``StableDiffusionGLIGENTextImagePipeline``
+      folder brings its CLIP vision parts; a keypoint UNet saved by :func:`save_components` loads too);
+    * a hub id such as ``masterful/gligen-1-4-generation-text-box``,
+      ``masterful/gligen-1-4-inpainting-text-box``, ``anhnct/Gligen_Text_Image`` or
+      ``anhnct/Gligen_Inpainting_Text_Image``, from the local Hugging Face cache only;
     * an official GLIGEN checkpoint file (``.bin``, ``.pth``, ``.pt``, ``.ckpt``, ``.safetensors``;
-      converted by :func:`gligen_eval.generation.checkpoints.load_official_unet`): it supplies the
-      UNet, and ``base`` (a diffusers folder, a cached hub id, or ``"tiny"``) the VAE, text encoder,
-      tokenizer and scheduler.
+      converted by :func:`gligen_eval.generation.checkpoints.load_official_unet`) of any supported
+      modality: it supplies the UNet, and ``base`` (a diffusers folder, a cached hub id, or ``"tiny"``)
+      the VAE, text encoder, tokenizer and scheduler, and for text+image checkpoints the CLIP vision
+      parts (``base`` must then be a text+image pipeline folder, or ``"tiny"``).
+
+    For real weights the modality is read from the UNet; ``modality``, when given, must agree
+    (a :class:`~gligen_eval.errors.ConfigError` otherwise).
     """
     from gligen_eval.generation.sampler import resolve_device
 
     dev = resolve_device(device)
     dt = resolve_dtype(dtype)
+    if modality is not None:
+        _check_modality(modality)
     if name == "tiny":
         from gligen_eval.generation.tiny import tiny_components
 
         size = 64 if sample_size is None else int(sample_size)
-        parts = tiny_components(seed=tiny_seed, sample_size=size)
-        origin = f"tiny random components (seed={tiny_seed}, sample_size={size})"
-        comps = Components(parts, {p: origin for p in PARTS}, name)
+        kind = modality or "text-box"
+        parts = tiny_components(seed=tiny_seed, sample_size=size, modality=kind)
+        origin = f"tiny random components (seed={tiny_seed}, sample_size={size}, modality={kind})"
+        comps = Components(parts, {p: origin for p in parts}, name)
+        comps.grounding_options = dict(TINY_GROUNDING_OPTIONS)
     elif Path(name).expanduser().is_file() and Path(name).suffix in CHECKPOINT_SUFFIXES:
         comps = _load_official(Path(name).expanduser(), base, tiny_seed=tiny_seed, sample_size=sample_size)
     else:
         folder = _resolve_folder(name)
-        comps = _load_folder(folder, name)
-    for key in ("unet", "vae", "text_encoder"):
-        comps[key] = place(comps[key], dev, dt)
-        comps[key].requires_grad_(False)
+        comps = _load_folder(folder, name, optional=IMAGE_PARTS)
+    comps.modality = _detected_modality(comps, name, modality)
+    for key in MODEL_PARTS:
+        if comps.get(key) is not None:
+            comps[key] = place(comps[key], dev, dt)
+            comps[key].requires_grad_(False)
     return comps
+
+
+def _check_modality(modality: str) -> None:
+    from gligen_eval.errors import GligenEvalError
+    from gligen_eval.generation.modalities import MODALITY_NAMES, SPATIAL_MODALITIES
+
+    if modality in SPATIAL_MODALITIES:
+        raise GligenEvalError(f"model.modality '{modality}': spatial-map grounding is not yet supported")
+    if modality not in MODALITY_NAMES:
+        raise ConfigError(f"unknown model.modality {modality!r} (known: {', '.join(MODALITY_NAMES)})")
+
+
+def _detected_modality(comps: "Components", name: str, wanted: str | None) -> str:
+    from gligen_eval.errors import GligenEvalError
+    from gligen_eval.generation.grounding import detect_modality
+
+    try:
+        found = detect_modality(comps)
+    except ValueError as e:
+        raise GligenEvalError(f"model '{name}': {e}") from e
+    if wanted is not None and wanted != found:
+        raise ConfigError(f"model.modality is '{wanted}' but model '{name}' is a {found} model")
+    if found.endswith("text-image-box"):
+        missing = [p for p in IMAGE_PARTS if comps.get(p) is None]
+        if missing:
+            raise MissingWeightsError(
+                f"model '{name}' is a {found} model but has no {', '.join(missing)} (the CLIP vision encoder of "
+                "image grounding); use a diffusers StableDiffusionGLIGENTextImagePipeline folder "
+                "(e.g. anhnct/Gligen_Text_Image) as the model, or as model.base of an official checkpoint"
+            )
+    return found
 
 
 def place(module: Any, device: Any, dtype: Any) -> Any:
@@ -162,28 +222,39 @@ def _load_official(path: Path, base: str | None, *, tiny_seed: int, sample_size:
         base_config: Any = parts["unet"].config
     else:
         folder = _resolve_folder(base)
-        comps = _load_folder(folder, base, wanted=("vae", "text_encoder", "tokenizer", "scheduler"))
+        comps = _load_folder(
+            folder, base, wanted=("vae", "text_encoder", "tokenizer", "scheduler"), optional=IMAGE_PARTS
+        )
         comps.name = str(path)
         base_config = folder
     unet, _, info = load_official_unet(path, base=base_config)
     comps["unet"] = unet
     comps.sources["unet"] = f"{path} (official GLIGEN checkpoint, {info.modality})"
+    if base == "tiny" and info.modality.endswith("text-image-box"):
+        from gligen_eval.generation.tiny import tiny_image_parts
+
+        comps.update(tiny_image_parts(tiny_seed))
+        comps.sources.update({p: f"tiny random CLIP vision parts (seed={tiny_seed})" for p in IMAGE_PARTS})
     return comps
 
 
-def _load_folder(folder: Path, name: str, wanted: tuple[str, ...] = PARTS) -> Components:
+def _load_folder(
+    folder: Path, name: str, wanted: tuple[str, ...] = PARTS, optional: tuple[str, ...] = ()
+) -> Components:
+    """``wanted`` parts (all required) and those of ``optional`` that ``model_index.json`` names."""
     import diffusers
     import transformers
 
     index = json.loads((folder / "model_index.json").read_text())
-    missing = [p for p in wanted if not (folder / p).is_dir()]
+    extra = tuple(p for p in optional if p not in wanted and (index.get(p) or [None, None])[1] is not None)
+    missing = [p for p in wanted + extra if not (folder / p).is_dir()]
     if missing:
         raise MissingWeightsError(
             f"model '{name}' ({folder}) lacks the subfolder(s) {', '.join(missing)}; {_how_to_get(name)}"
         )
     loaded: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for part in wanted:
+    for part in wanted + extra:
         library, cls_name = (index.get(part) or [None, None])[:2]
         if cls_name is None:
             cls_name = {"unet": "UNet2DConditionModel", "vae": "AutoencoderKL", "text_encoder": "CLIPTextModel",
@@ -197,6 +268,8 @@ def _load_folder(folder: Path, name: str, wanted: tuple[str, ...] = PARTS) -> Co
         try:
             if part == "scheduler":
                 obj = cls.from_pretrained(str(sub))
+            elif part == "unet" and _is_keypoint_unet(sub):
+                obj = _load_keypoint_unet(sub)
             else:
                 obj = cls.from_pretrained(str(sub), local_files_only=True)
         except (OSError, ValueError) as e:
@@ -215,17 +288,46 @@ def _load_folder(folder: Path, name: str, wanted: tuple[str, ...] = PARTS) -> Co
     return Components(loaded, sources, name)
 
 
+def _is_keypoint_unet(sub: Path) -> bool:
+    """Whether a diffusers UNet folder holds a keypoint position net (read from the safetensors header)."""
+    f = sub / "diffusion_pytorch_model.safetensors"
+    if not f.is_file():
+        return False
+    from safetensors import safe_open
+
+    with safe_open(str(f), framework="pt") as st:
+        return "position_net.person_embedding" in set(st.keys())
+
+
+def _load_keypoint_unet(sub: Path) -> Any:
+    """A gated UNet with a :class:`~gligen_eval.generation.keypoint_net.KeypointPositionNet` from a diffusers folder."""
+    from gligen_eval.generation.checkpoints import build_unet, load_converted, read_checkpoint
+
+    config = json.loads((sub / "config.json").read_text())
+    state = read_checkpoint(sub / "diffusion_pytorch_model.safetensors")
+    pos = {k[len("position_net."):]: v for k, v in state.items() if k.startswith("position_net.")}
+    unet = build_unet(config, position_net="keypoint", position_state=pos)
+    load_converted(unet, state, where=str(sub))
+    return unet.eval()
+
+
 def save_components(components: Mapping[str, Any], folder: str | Path) -> Path:
-    """Write ``components`` as a diffusers folder (``model_index.json`` + one subfolder per part)."""
+    """Write ``components`` as a diffusers folder (``model_index.json`` + one subfolder per part).
+
+    Text+image components (with ``image_encoder``, ``processor``, ``image_project``) are written as a
+    ``StableDiffusionGLIGENTextImagePipeline`` folder. A keypoint UNet is saved with its position net;
+    :func:`load_components` reads it back (diffusers alone cannot).
+    """
     import diffusers
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
+    image = all(components.get(p) is not None for p in IMAGE_PARTS)
     index: dict[str, Any] = {
-        "_class_name": "StableDiffusionGLIGENPipeline",
+        "_class_name": "StableDiffusionGLIGENTextImagePipeline" if image else "StableDiffusionGLIGENPipeline",
         "_diffusers_version": diffusers.__version__,
     }
-    for part in PARTS:
+    for part in PARTS + (IMAGE_PARTS if image else ()):
         obj = components[part]
         obj.save_pretrained(str(out / part))
         library = "transformers" if type(obj).__module__.startswith("transformers") else "diffusers"
@@ -260,6 +362,10 @@ def fingerprint(module: Any) -> str:
         config = {k: v for k, v in dict(module.config).items() if not k.startswith("_")}
         h.update(type(module).__name__.encode())
         h.update(json.dumps(config, sort_keys=True, default=str).encode())
+    elif hasattr(module, "to_dict"):  # an image processor
+        config = {k: v for k, v in module.to_dict().items() if not k.startswith("_")}
+        h.update(type(module).__name__.encode())
+        h.update(json.dumps(config, sort_keys=True, default=str).encode())
     else:
         raise TypeError(f"cannot fingerprint a {type(module).__name__}")
     return h.hexdigest()
@@ -269,7 +375,11 @@ def describe(components: Mapping[str, Any]) -> dict[str, Any]:
     """Where each part came from, its class and its fingerprint (for the run manifest)."""
     sources = getattr(components, "sources", {})
     out: dict[str, Any] = {"name": getattr(components, "name", None)}
-    for part in PARTS:
+    if getattr(components, "modality", None) is not None:
+        out["modality"] = components.modality
+    if getattr(components, "grounding_options", None):
+        out["grounding_options"] = dict(components.grounding_options)
+    for part in PARTS + IMAGE_PARTS:
         if part not in components:
             continue
         obj = components[part]

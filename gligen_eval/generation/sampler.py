@@ -13,10 +13,14 @@ One denoising loop for a batch of *different* layouts, on diffusers building blo
   schedule (:mod:`~gligen_eval.generation.schedule`); at scale 0 the position net and the gated
   layers are not run at all;
 * the grounding tokens come from a :class:`~gligen_eval.generation.grounding.GroundingTokenizer`
-  (text+box by default), so other modalities plug in without touching the loop.
+  (by default the one that fits the UNet: text+box, text+image+box, keypoint or inpainting), so
+  modalities plug in without touching the loop; a modality may add UNet input channels, fix the
+  grounding scale, and change the latents before each step and after the last one (inpainting).
 
-With batch 1, the β schedule and the same components, the output equals diffusers'
-``StableDiffusionGLIGENPipeline`` (``output_type="np"``) to float rounding.
+With batch 1 and the same components, the output equals diffusers' deprecated pipelines
+(``output_type="np"``) to float rounding: ``StableDiffusionGLIGENPipeline`` with the β schedule
+(text+box, and its inpainting path at β = 1), ``StableDiffusionGLIGENTextImagePipeline`` at β = 1
+(that pipeline keeps grounding on at every step whatever its β argument says).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from gligen_eval.generation.grounding import (
     GroundingContext,
     GroundingTokenizer,
     default_grounding,
+    get_grounding,
     install_scaled_fusers,
     scaled_fusers,
 )
@@ -71,17 +76,22 @@ class GroundedSampler:
 
     ``components``: ``unet`` (gated), ``vae``, ``text_encoder``, ``tokenizer``, ``scheduler``
     (e.g. from :func:`~gligen_eval.generation.loading.load_components` or
-    :func:`~gligen_eval.generation.tiny.tiny_components`). The UNet's gated layers are replaced
+    :func:`~gligen_eval.generation.tiny.tiny_components`), plus ``image_encoder``, ``processor``
+    and ``image_project`` for text+image grounding. The UNet's gated layers are replaced
     by their scaled form (same parameters, same state dict). ``grounding``: the modality's
-    tokenizer; by default the one that fits the UNet's position net (text+box).
+    tokenizer (or its registered name); by default the one that fits the UNet
+    (:func:`~gligen_eval.generation.grounding.default_grounding`).
     """
+
+    MODEL_PARTS = ("unet", "vae", "text_encoder", "image_encoder", "image_project")
+    """Components that are torch modules, placed on the sampler's device and dtype."""
 
     def __init__(
         self,
         components: Mapping[str, Any],
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
-        grounding: GroundingTokenizer | None = None,
+        grounding: GroundingTokenizer | str | None = None,
     ):
         missing = [k for k in ("unet", "vae", "text_encoder", "tokenizer", "scheduler") if k not in components]
         if missing:
@@ -89,7 +99,11 @@ class GroundedSampler:
         self.device = resolve_device(device)
         self.dtype = dtype
         self.components = components  # kept as given (a loading.Components keeps its sources)
-        placed = {key: place(components[key], self.device, dtype) for key in ("unet", "vae", "text_encoder")}
+        placed = {
+            key: place(components[key], self.device, dtype)
+            for key in self.MODEL_PARTS
+            if components.get(key) is not None
+        }
         if any(placed[k] is not components[k] for k in placed):
             self.components = {**components, **placed}
         self.unet = self.components["unet"]
@@ -97,6 +111,8 @@ class GroundedSampler:
         self.text_encoder = self.components["text_encoder"]
         self.tokenizer = self.components["tokenizer"]
         self.scheduler_config = self.components["scheduler"].config
+        if isinstance(grounding, str):
+            grounding = get_grounding(grounding)
         self.grounding = grounding if grounding is not None else default_grounding(self.components)
         self.grounding.check(self.components)
         self.num_fusers = install_scaled_fusers(self.unet)
@@ -141,11 +157,29 @@ class GroundedSampler:
         progress: bool = False,
     ) -> torch.Tensor:
         """Float32 CPU images in [0, 1], shape (N, 3, H, W); batches of ``settings.batch_size``."""
+        return self._generate(layouts, seeds, settings, progress=progress, output="image")
+
+    @torch.no_grad()
+    def generate_latents(
+        self,
+        layouts: Sequence[Layout],
+        seeds: Sequence[int],
+        settings: SamplerConfig,
+        *,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """The final latents (before the VAE decoder), shape (N, 4, H / f, W / f), on the CPU in the sampler's dtype."""
+        return self._generate(layouts, seeds, settings, progress=progress, output="latent")
+
+    def _generate(self, layouts, seeds, settings: SamplerConfig, *, progress: bool, output: str) -> torch.Tensor:
         layouts = list(layouts)
         seeds = [int(s) for s in seeds]
         if len(layouts) != len(seeds):
             raise ValueError(f"got {len(layouts)} layouts but {len(seeds)} seeds; pass one seed per layout")
         if not layouts:
+            if output == "latent":
+                f = self.vae_scale_factor
+                return torch.zeros(0, self.unet.config.out_channels, settings.height // f, settings.width // f)
             return torch.zeros(0, 3, settings.height, settings.width)
         self._check_settings(settings)
         cache: dict[Any, Any] = {}
@@ -156,7 +190,9 @@ class GroundedSampler:
         try:
             for start in range(0, len(layouts), bs):
                 out.append(
-                    self._sample_batch(layouts[start : start + bs], seeds[start : start + bs], settings, cache, bar)
+                    self._sample_batch(
+                        layouts[start : start + bs], seeds[start : start + bs], settings, cache, bar, output
+                    )
                 )
         finally:
             if bar is not None:
@@ -205,7 +241,7 @@ class GroundedSampler:
                 store[p] = h
         return torch.stack([store[p] for p in prompts])
 
-    def _sample_batch(self, layouts, seeds, settings: SamplerConfig, cache: dict, bar) -> torch.Tensor:
+    def _sample_batch(self, layouts, seeds, settings: SamplerConfig, cache: dict, bar, output: str) -> torch.Tensor:
         b = len(layouts)
         cfg = settings.guidance_scale > 1.0
         scheduler = make_scheduler(settings.scheduler, self.scheduler_config)
@@ -224,6 +260,9 @@ class GroundedSampler:
             settings.height // self.vae_scale_factor,
             settings.width // self.vae_scale_factor,
         )
+        # one generator per sample: the grounding's random draws (if any), then the initial noise,
+        # then the draws of the step hooks and of stochastic scheduler steps
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
         ctx = GroundingContext(
             components=self.components,
             device=self.device,
@@ -231,6 +270,10 @@ class GroundedSampler:
             max_objects=settings.max_objects,
             latent_shape=latent_shape,
             cache=cache,
+            image_size=(settings.height, settings.width),
+            seeds=list(seeds),
+            generators=generators,
+            scheduler=scheduler,
         )
         grounding = self.grounding.prepare(layouts, ctx)
         if cfg:
@@ -245,8 +288,6 @@ class GroundedSampler:
         else:
             scales = grounding_schedule(len(timesteps), settings.schedule, alpha=settings.alpha, beta=settings.beta)
 
-        # noise: one generator per sample; the same generators drive stochastic scheduler steps
-        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
         latents = torch.cat(
             [torch.randn((1, *latent_shape), generator=g, dtype=self.dtype) for g in generators]
         ).to(self.device)
@@ -277,6 +318,10 @@ class GroundedSampler:
                     bar.update(1)
         finally:
             self._set_scale(1.0)
+        if grounding.final_hook is not None:
+            latents = grounding.final_hook(latents)
+        if output == "latent":
+            return latents.cpu()
 
         image = self.vae.decode(latents / self.vae.config.scaling_factor).sample
         return (image * 0.5 + 0.5).clamp(0, 1).float().cpu()

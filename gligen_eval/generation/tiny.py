@@ -85,13 +85,22 @@ def tiny_components(
     sample_size: int = 64,
     attention_type: AttentionType = "gated",
     in_channels: int = 4,
+    *,
+    modality: str | None = None,
 ) -> dict[str, Any]:
     """Tiny random components: ``unet``, ``vae``, ``text_encoder``, ``tokenizer``, ``scheduler``.
 
     ``sample_size`` is the image size in pixels (the VAE's ``sample_size``; the UNet's is the
     latent size, ``sample_size // 2``). ``attention_type`` is ``"gated"`` (text+box) or
-    ``"gated-text-image"`` (text+image+box). ``in_channels=9`` builds an inpainting UNet
-    (4 latent + 4 masked-image latent + 1 mask channels).
+    ``"gated-text-image"`` (text+image+box); the latter adds a tiny CLIP vision encoder:
+    ``image_encoder`` (``CLIPVisionModelWithProjection``), ``processor`` (``CLIPImageProcessor``,
+    32 px) and ``image_project`` (diffusers' ``CLIPImageProjection``). ``in_channels=9`` builds an
+    inpainting UNet (4 latent + 4 masked-image latent + 1 mask channels).
+
+    ``modality`` (``text-box``, ``text-image-box``, ``keypoint``, ``inpaint-text-box``,
+    ``inpaint-text-image-box``) sets ``attention_type`` and ``in_channels`` for that modality;
+    ``keypoint`` gives the gated UNet a :class:`~gligen_eval.generation.keypoint_net.KeypointPositionNet`
+    (8 persons x 17 keypoints, tokens as wide as the cross-attention, hidden width 64).
 
     The same ``seed`` gives the same weights, bit for bit; the global torch random state is left
     untouched.
@@ -100,6 +109,16 @@ def tiny_components(
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    keypoint = False
+    if modality is not None:
+        from gligen_eval.generation.checkpoints import MODALITIES
+        from gligen_eval.generation.modalities import MODALITY_NAMES
+
+        if modality not in MODALITY_NAMES:
+            raise ValueError(f"no tiny model for modality {modality!r} (supported: {', '.join(MODALITY_NAMES)})")
+        spec = MODALITIES[modality]
+        attention_type, in_channels = spec.attention_type, spec.in_channels  # type: ignore[assignment]
+        keypoint = spec.position_net == "keypoint"
     if attention_type not in ("gated", "gated-text-image"):
         raise ValueError(f"attention_type must be 'gated' or 'gated-text-image', got {attention_type!r}")
     if in_channels not in (4, 9):
@@ -124,6 +143,11 @@ def tiny_components(
             norm_num_groups=32,
             attention_type=attention_type,
         )
+        if keypoint:
+            from gligen_eval.generation.keypoint_net import KeypointPositionNet
+
+            torch.manual_seed(seed + 3)
+            unet.position_net = KeypointPositionNet(out_dim=TINY_HIDDEN, hidden_dim=64)
         _randomize_grounding_parameters(unet, seed)
 
         torch.manual_seed(seed + 1)
@@ -157,13 +181,61 @@ def tiny_components(
     for m in (unet, vae, text_encoder):
         m.eval()
         m.requires_grad_(False)
-    return {
+    parts = {
         "unet": unet,
         "vae": vae,
         "text_encoder": text_encoder,
         "tokenizer": tokenizer,
         "scheduler": tiny_scheduler(),
     }
+    if attention_type == "gated-text-image":
+        parts.update(tiny_image_parts(seed))
+    return parts
+
+
+TINY_IMAGE_SIZE = 32
+"""Input size of the tiny CLIP vision encoder."""
+
+
+def tiny_image_processor():
+    """A CLIP image processor for :data:`TINY_IMAGE_SIZE` px inputs (resize, center crop, CLIP mean/std)."""
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(
+        size={"shortest_edge": TINY_IMAGE_SIZE},
+        crop_size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE},
+    )
+
+
+def tiny_image_parts(seed: int = 0) -> dict[str, Any]:
+    """The text+image grounding parts: ``image_encoder``, ``processor``, ``image_project``.
+
+    The vision encoder's ``image_embeds`` and the projection are :data:`TINY_HIDDEN` wide, like the
+    phrase features. Seeded by ``seed``; the global torch random state is left untouched.
+    """
+    import torch
+    from diffusers import CLIPImageProjection
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 3)
+        config = CLIPVisionConfig(
+            hidden_size=TINY_HIDDEN,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=TINY_IMAGE_SIZE,
+            patch_size=8,
+            projection_dim=TINY_HIDDEN,
+            layer_norm_eps=1e-5,
+        )
+        image_encoder = CLIPVisionModelWithProjection(config)
+        torch.manual_seed(seed + 4)
+        image_project = CLIPImageProjection(hidden_size=TINY_HIDDEN)
+    for m in (image_encoder, image_project):
+        m.eval()
+        m.requires_grad_(False)
+    return {"image_encoder": image_encoder, "processor": tiny_image_processor(), "image_project": image_project}
 
 
 def _randomize_grounding_parameters(unet, seed: int, sharpen: float = 4.0, amplify: float = 4.0) -> None:
@@ -185,6 +257,8 @@ def _randomize_grounding_parameters(unet, seed: int, sharpen: float = 4.0, ampli
             for name, p in net.named_parameters():
                 if name.startswith("null_"):
                     p.copy_(0.1 * torch.randn(p.shape, generator=g))
+                elif name.endswith("_embedding"):  # keypoint net: person and keypoint identities
+                    p.copy_(torch.randn(p.shape, generator=g))
             for mlp_name in ("linears", "linears_text", "linears_image"):
                 mlp = getattr(net, mlp_name, None)
                 if mlp is not None:
