@@ -64,13 +64,44 @@ class SamplerConfig:
     scheduler: Literal["pndm", "ddim", "euler", "dpm"] = "pndm"
     schedule: Literal["alpha", "beta"] = "alpha"
     """``alpha``: the official [p1, p2, p3] schedule; ``beta``: the diffusers hard cut."""
-    alpha: list[float] = field(default_factory=lambda: [0.3, 0.0, 0.7])
+    alpha: list[float] | None = None
+    """``[p1, p2, p3]``; default: the official schedule of the model's modality (box and keypoint
+    [0.3, 0, 0.7], image [1, 0, 0]); inpainting always runs at scale 1."""
     beta: float = 0.3
     negative_prompt: str = ""
     batch_size: int = 8
     seeds_per_layout: int = 1
     base_seed: int = 0
     max_objects: int = 30
+
+
+@dataclass
+class GroundingConfig:
+    """Where image grounding and inpainting get their images (``auto``: the layout's own images for
+    real models, drawn ones for the tiny offline model, whose sample layouts have no photos)."""
+
+    reference_images: Literal["auto", "given", "crop", "synthetic"] = "auto"
+    """Text+image: ``given`` (each object's ``reference_image``), ``crop`` (its box in the layout's
+    image), ``synthetic`` (a drawn stand-in, offline smoke runs only)."""
+    style_image: str | None = None
+    """Text+image: an image-only "style" grounding token added to every layout."""
+    input_images: Literal["auto", "layout", "synthetic"] = "auto"
+    """Inpainting: ``layout`` (the layout's real image, ``layouts.images_dir``) or ``synthetic``."""
+    paste_known: bool = False
+    """Inpainting: put the input's latent back outside the boxes after the last step."""
+
+    def options(self) -> dict[str, Any]:
+        """The grounding-tokenizer options that are set (``auto`` leaves the model's default)."""
+        out: dict[str, Any] = {}
+        if self.reference_images != "auto":
+            out["reference_images"] = self.reference_images
+        if self.style_image is not None:
+            out["style_image"] = self.style_image
+        if self.input_images != "auto":
+            out["input_images"] = self.input_images
+        if self.paste_known:
+            out["paste_known"] = True
+        return out
 
 
 @dataclass
@@ -173,6 +204,7 @@ class RunConfig:
     layouts: LayoutsConfig = field(default_factory=LayoutsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    grounding: GroundingConfig = field(default_factory=GroundingConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     pose: PoseConfig | None = None
@@ -332,7 +364,7 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"config key 'sampler.steps' must be >= 1, got {s.steps}")
     if s.height % 8 or s.width % 8 or s.height <= 0 or s.width <= 0:
         raise ConfigError(f"sampler.height/width must be positive multiples of 8, got {s.height}x{s.width}")
-    if len(s.alpha) != 3 or any(a < 0 for a in s.alpha) or abs(sum(s.alpha) - 1.0) > 1e-6:
+    if s.alpha is not None and (len(s.alpha) != 3 or any(a < 0 for a in s.alpha) or abs(sum(s.alpha) - 1.0) > 1e-6):
         raise ConfigError(f"config key 'sampler.alpha' must be 3 non-negative fractions summing to 1, got {s.alpha}")
     if any(not 0.0 <= t <= 1.0 for t in cfg.sweep.tau) or len(set(cfg.sweep.tau)) != len(cfg.sweep.tau):
         raise ConfigError(f"config key 'sweep.tau' must hold distinct values in [0, 1], got {cfg.sweep.tau}")

@@ -10,6 +10,7 @@ that setting affects. An interrupted run continues with ``resume=True``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import io
 import json
@@ -43,27 +44,49 @@ def sample_seed(base_seed: int, layout_id: str, k: int) -> int:
     return int(stable_hash([base_seed, layout_id, k], length=8), 16) % (2**31)
 
 
-def settings_for_key(cfg: RunConfig) -> dict[str, Any]:
-    """The sampler settings that change pixels (batch size does not: noise is per sample)."""
+def settings_for_key(cfg: RunConfig, *, alpha: Sequence[float] | None = None,
+                     grounding: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The settings that change pixels (batch size does not: noise is per sample).
+
+    ``alpha`` is the effective schedule (the modality's default when the config leaves it unset) and
+    ``grounding`` the grounding tokenizer's description (modality and image options).
+    """
     s = cfg.sampler
     d = {
         "steps": s.steps, "guidance_scale": s.guidance_scale, "height": s.height, "width": s.width,
         "scheduler": s.scheduler, "schedule": s.schedule, "negative_prompt": s.negative_prompt,
         "max_objects": s.max_objects, "dtype": cfg.model.dtype, "attention": cfg.model.attention,
-        "channels_last": cfg.model.channels_last, "compile": cfg.model.compile,
+        "channels_last": cfg.model.channels_last, "compile": cfg.model.compile, "grounding": grounding or {},
     }  # fmt: skip
     if s.schedule == "alpha":
-        d["alpha"] = list(s.alpha)
+        d["alpha"] = list(alpha if alpha is not None else s.alpha or [])
     else:
         d["beta"] = s.beta
     return d
 
 
-def make_requests(layouts: Sequence[Layout], cfg: RunConfig, model_fingerprint: str) -> list[Request]:
-    settings_hash = stable_hash(settings_for_key(cfg))
+def _file_stamp(path: str | None) -> list[Any] | None:
+    """Name, size and modification time of a file the images depend on (inpainting inputs, crops)."""
+    if not path:
+        return None
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return [path, None]
+    return [path, st.st_size, st.st_mtime_ns]
+
+
+def make_requests(layouts: Sequence[Layout], cfg: RunConfig, model_fingerprint: str,
+                  settings: dict[str, Any] | None = None) -> list[Request]:  # fmt: skip
+    settings = settings if settings is not None else settings_for_key(cfg)
+    settings_hash = stable_hash(settings)
+    g = settings.get("grounding") or {}
+    uses_layout_image = g.get("input_images") == "layout" or g.get("reference_images") == "crop"
     out = []
     for layout in layouts:
         lh = layout.content_hash()
+        if uses_layout_image:
+            lh = stable_hash([lh, _file_stamp(layout.image_path)])
         for k in range(cfg.sampler.seeds_per_layout):
             seed = sample_seed(cfg.sampler.base_seed, layout.layout_id, k)
             key = stable_hash([model_fingerprint, lh, seed, settings_hash], length=20)
@@ -218,7 +241,7 @@ def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
 
     load_kwargs = dict(
         device=device, dtype=cfg.model.dtype, tiny_seed=cfg.model.tiny_seed,
-        sample_size=max(cfg.sampler.height, cfg.sampler.width), base=cfg.model.base,
+        sample_size=max(cfg.sampler.height, cfg.sampler.width), base=cfg.model.base, modality=cfg.model.modality,
     )  # fmt: skip
     cache_key = stable_hash([cfg.model.name, load_kwargs])
     if components_cache is not None and cache_key in components_cache:
@@ -234,8 +257,16 @@ def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
         components, attention=cfg.model.attention, channels_last=cfg.model.channels_last, compile=cfg.model.compile
     )
     model_fp = stable_hash({k: v["fingerprint"] for k, v in gen_info.items() if isinstance(v, dict) and "fingerprint" in v})
-    sampler = GroundedSampler(components, device=device, dtype=resolve_dtype(cfg.model.dtype))
-    requests = make_requests(layouts, cfg, model_fp)
+    from gligen_eval.generation.grounding import default_grounding
+    from gligen_eval.generation.modalities import default_alpha
+
+    grounding = default_grounding(components, **cfg.grounding.options())
+    sampler = GroundedSampler(components, device=device, dtype=resolve_dtype(cfg.model.dtype), grounding=grounding)
+    modality = grounding.describe()["modality"]
+    alpha = list(cfg.sampler.alpha) if cfg.sampler.alpha is not None else default_alpha(modality)
+    sampler_cfg = dataclasses.replace(cfg.sampler, alpha=alpha)
+    settings = settings_for_key(cfg, alpha=alpha, grounding=grounding.describe())
+    requests = make_requests(layouts, cfg, model_fp, settings)
 
     manifest = {
         "schema_version": store.SCHEMA_VERSION,
@@ -244,6 +275,7 @@ def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
         "config": cfg.to_dict(),
         "config_hash": config_hash,
         "generation_hash": generation_hash(cfg.to_dict()),
+        "resolved": {"modality": modality, "sampler": {"alpha": alpha}, "generation_settings": settings},
         "versions": _versions(),
         "git": _git_info(),
         "argv": sys.argv,
@@ -263,7 +295,7 @@ def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
         store.atomic_write_json(rd.path(store.MANIFEST), manifest)
         store.write_jsonl(rd.path(store.LAYOUTS), (lay.to_dict() for lay in layouts))
 
-    samples = generate_missing(rd, requests, sampler, cfg, dist=dist, progress=progress)
+    samples = generate_missing(rd, requests, sampler, sampler_cfg, settings, dist=dist, progress=progress)
     del sampler, components
     if dist.enabled:  # every rank needs every sample record to cut the same detection chunks
         distributed.barrier(dist)
@@ -327,12 +359,13 @@ def _merge_rank_samples(rd: store.RunDir, samples: list[SampleRecord]) -> None:
         f.unlink()
 
 
-def generate_missing(rd: store.RunDir, requests: list[Request], sampler, cfg: RunConfig, *, dist=None,
-                     progress: bool = True) -> list[SampleRecord]:  # fmt: skip
+def generate_missing(rd: store.RunDir, requests: list[Request], sampler, sampler_cfg, settings: dict[str, Any], *,
+                     dist=None, progress: bool = True) -> list[SampleRecord]:  # fmt: skip
     """Generate the images that are not in the run directory yet; returns SampleRecords in request order.
 
     Requests are cut into fixed batches in request order; a batch with any image missing or corrupt
     is generated whole, so every image always comes from the same batch (bit-identical reruns).
+    Inpainting samples record the PSNR of the region outside their boxes against the input image.
     """
     from tqdm.auto import tqdm
 
@@ -340,19 +373,20 @@ def generate_missing(rd: store.RunDir, requests: list[Request], sampler, cfg: Ru
 
     dist = dist or distributed.DistInfo()
     existing = _existing_samples(rd)
-    settings_hash = stable_hash(settings_for_key(cfg))
+    settings_hash = stable_hash(settings)
+    extra = _schedule_extra(sampler_cfg, settings)
 
     def done(req: Request) -> bool:
         path = rd.image_path(req.sample_key)
         return req.sample_key in existing and path.exists() and store.is_valid_png(path)
 
-    todo = [b for b in distributed.my_chunks(requests, cfg.sampler.batch_size, dist) if not all(map(done, b))]
+    todo = [b for b in distributed.my_chunks(requests, sampler_cfg.batch_size, dist) if not all(map(done, b))]
     out_file = rd.rank_file(store.SAMPLES, dist.rank if dist.enabled else None)
     new: dict[str, SampleRecord] = {}
     total = sum(len(b) for b in todo)
     with tqdm(total=total, desc="generate", unit="img", disable=not progress or not todo, file=sys.stderr) as bar:
         for batch in todo:
-            images = sampler.generate([r.layout for r in batch], [r.seed for r in batch], cfg.sampler, progress=False)
+            images = sampler.generate([r.layout for r in batch], [r.seed for r in batch], sampler_cfg, progress=False)
             rows = []
             for req, img in zip(batch, images):
                 buf = io.BytesIO()
@@ -361,7 +395,8 @@ def generate_missing(rd: store.RunDir, requests: list[Request], sampler, cfg: Ru
                 rec = SampleRecord(
                     sample_key=req.sample_key, layout_id=req.layout.layout_id, seed=req.seed,
                     image=rd.image_relpath(req.sample_key), width=img.width, height=img.height,
-                    layout_hash=req.layout.content_hash(), settings_hash=settings_hash, extra=_schedule_extra(cfg),
+                    layout_hash=req.layout.content_hash(), settings_hash=settings_hash,
+                    extra={**extra, **_inpaint_extra(sampler, req.layout, img, sampler_cfg)},
                 )  # fmt: skip
                 rows.append(rec.to_dict())
                 new[req.sample_key] = rec
@@ -372,13 +407,23 @@ def generate_missing(rd: store.RunDir, requests: list[Request], sampler, cfg: Ru
     return [merged[r.sample_key] for r in requests if r.sample_key in merged]
 
 
-def _schedule_extra(cfg: RunConfig) -> dict[str, Any]:
-    s = cfg.sampler
-    d: dict[str, Any] = {"schedule": s.schedule}
-    if s.schedule == "alpha":
-        d["alpha"] = list(s.alpha)
+def _inpaint_extra(sampler, layout: Layout, image, sampler_cfg) -> dict[str, Any]:
+    grounding = sampler.grounding
+    if not hasattr(grounding, "input_image"):
+        return {}
+    from gligen_eval.generation.modalities.preservation import outside_psnr
+
+    reference = grounding.input_image(layout, image.width, image.height)
+    boxes = grounding.grounded_boxes(layout, sampler_cfg.max_objects)
+    return {"outside_psnr": outside_psnr(image, reference, boxes, margin=sampler.vae_scale_factor)}
+
+
+def _schedule_extra(sampler_cfg, settings: dict[str, Any]) -> dict[str, Any]:
+    d: dict[str, Any] = {"schedule": sampler_cfg.schedule, "modality": (settings.get("grounding") or {}).get("modality")}
+    if sampler_cfg.schedule == "alpha":
+        d["alpha"] = list(sampler_cfg.alpha)
     else:
-        d["beta"] = s.beta
+        d["beta"] = sampler_cfg.beta
     return d
 
 

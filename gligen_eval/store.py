@@ -18,6 +18,8 @@ and fsync per batch, so a run killed at any moment loses at most the batch in fl
 
 from __future__ import annotations
 
+from gligen_eval.imageio import pil_open
+
 import json
 import os
 import tempfile
@@ -128,7 +130,7 @@ def is_valid_png(path: Path) -> bool:
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        with pil_open(path) as im:
             im.load()
         return True
     except Exception:

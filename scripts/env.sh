@@ -36,6 +36,7 @@ export PATH="$_venv/bin:$PATH"
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 export TRANSFORMERS_OFFLINE="${TRANSFORMERS_OFFLINE:-1}"
 export YOLO_OFFLINE="${YOLO_OFFLINE:-1}"
+export YOLO_AUTOINSTALL="${YOLO_AUTOINSTALL:-false}"
 export YOLO_CONFIG_DIR="${YOLO_CONFIG_DIR:-$_root/ultralytics-config}"
 mkdir -p "$YOLO_CONFIG_DIR"
 set +euo pipefail

@@ -18,6 +18,7 @@ SHARED = Path(os.environ.get("GLIGEN_EVAL_SHARED", REPO.parent / "shared"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 
 
 @pytest.fixture(scope="session")

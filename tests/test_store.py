@@ -40,3 +40,17 @@ def test_png_validation(tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(good.read_bytes()[:40])
     assert not store.is_valid_png(bad)
+
+
+def test_broken_image_is_a_clear_error_even_after_ultralytics_patched_pil(tmp_path):
+    """ultralytics replaces PIL.Image.open with a wrapper that tries to install a package on unreadable
+    files; our readers use PIL's own opener, so a broken file is still just a broken file."""
+    from gligen_eval.scoring.detectors import _import_yolo
+    from gligen_eval.scoring.quality import ResizePolicy, iter_image_batches
+
+    _import_yolo()
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    assert not store.is_valid_png(broken)
+    with pytest.raises(InputError, match=r"broken\.png \[image 0\]: cannot read image"):
+        list(iter_image_batches([broken], ResizePolicy(size=32)))

@@ -11,6 +11,8 @@ of layout or detector text is HTML-escaped.
 
 from __future__ import annotations
 
+from gligen_eval.imageio import pil_open
+
 import base64
 import io
 import json
@@ -101,7 +103,7 @@ def _image_src(path: Path, page_dir: Path, *, embed: bool, thumb_size: int) -> s
         return Path(os.path.relpath(path, page_dir)).as_posix()
     from PIL import Image
 
-    with Image.open(path) as im:
+    with pil_open(path) as im:
         if max(im.size) <= thumb_size and im.format == "PNG" and path.stat().st_size <= 200_000:
             return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
         im = im.convert("RGB")

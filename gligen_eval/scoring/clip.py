@@ -31,6 +31,8 @@ random model with a locally built tokenizer for tests and the offline demo.
 
 from __future__ import annotations
 
+from gligen_eval.imageio import pil_open
+
 import math
 import os
 from dataclasses import dataclass, field
@@ -360,7 +362,7 @@ class ClipScorer:
                     ref = Path(reference_root) / ref
                 if not ref.is_file():
                     raise InputError("reference image not found", path=str(ref), record=f"layout {lay.layout_id} object {i}")
-                with Image.open(ref) as im:
+                with pil_open(ref) as im:
                     row.append(im.convert("RGB"))
             ref_images.append(row)
         img = self.image_grounding_scores(images, [[lay.objects[i].box for i in idx] for lay, idx in zip(layouts, ref_idx)], ref_images)

@@ -113,6 +113,7 @@ def _default_yolo_config_dir() -> str:
 def _import_yolo() -> Any:
     """``ultralytics.YOLO``, imported offline, with its log lines routed to stderr."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # ultralytics must never pip-install at run time
     os.environ.setdefault("YOLO_CONFIG_DIR", _default_yolo_config_dir())
     Path(os.environ["YOLO_CONFIG_DIR"]).mkdir(parents=True, exist_ok=True)
     with contextlib.redirect_stdout(sys.stderr):

@@ -39,6 +39,8 @@ file. Rank 0 merges the record files, computes FID (one process) and every metri
 
 from __future__ import annotations
 
+from gligen_eval.imageio import pil_open
+
 import dataclasses
 import gc
 import logging
@@ -99,7 +101,7 @@ def detect_missing(
         for batch in todo:
             images = []
             for s in batch:
-                with Image.open(rd.root / s.image) as im:
+                with pil_open(rd.root / s.image) as im:
                     images.append(im.convert("RGB"))
             if phrases_of is not None:
                 dets = detector.detect(images, [list(phrases_of(s)) for s in batch])
@@ -190,7 +192,7 @@ def real_images(layouts: Iterable[Layout]) -> list[RealImage]:
         if not p.is_file():
             raise InputError("real image not found", path=str(p), record=f"layout {lay.layout_id}")
         try:
-            with Image.open(p) as im:
+            with pil_open(p) as im:
                 w, h = im.size
         except (UnidentifiedImageError, OSError) as e:
             raise InputError(f"cannot read image ({e})", path=str(p), record=f"layout {lay.layout_id}") from None
@@ -487,7 +489,7 @@ def clip_missing(
         for batch in todo:
             images = []
             for s in batch:
-                with Image.open(rd.root / s.image) as im:
+                with pil_open(rd.root / s.image) as im:
                     images.append(im.convert("RGB"))
             lays = [by_id[s.layout_id] for s in batch]
             scores = scorer.score_layouts(images, lays, reference_root=reference_root)
@@ -764,6 +766,10 @@ def score_run(
         metrics.update({k: fid_metrics[k] for k in FID_KEYS if k in fid_metrics})
         breakdowns["fid"] = {k: v for k, v in fid_metrics.items() if k not in FID_KEYS}
 
+    psnr = [s.extra["outside_psnr"] for s in samples if s.extra.get("outside_psnr") is not None]
+    if psnr:  # inpainting: how well the region outside the boxes kept the input image
+        finite = [v for v in psnr if math.isfinite(v)]
+        metrics["inpaint/outside_psnr"] = float(sum(finite) / len(finite)) if finite else float("inf")
     metrics = _order(metrics)
     metrics["n_samples"] = len(samples)
     metrics["n_layouts"] = len(layouts)

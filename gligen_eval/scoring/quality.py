@@ -32,6 +32,8 @@ The Inception weights are never downloaded: without the file
 
 from __future__ import annotations
 
+from gligen_eval.imageio import pil_open
+
 import hashlib
 import json
 import os
@@ -298,7 +300,7 @@ def _load(item: Any, policy: ResizePolicy, index: int) -> "Image.Image":
     if not path.is_file():
         raise InputError("image file not found", path=str(path), record=f"image {index}")
     try:
-        with Image.open(path) as im:
+        with pil_open(path) as im:
             im.load()
             return policy.apply(im)
     except (UnidentifiedImageError, OSError) as e:

@@ -24,6 +24,8 @@ Objects that have a ``reference_image`` always use it (a path to an image file).
 
 from __future__ import annotations
 
+from gligen_eval.imageio import pil_open
+
 import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Sequence
@@ -116,7 +118,7 @@ def load_rgb(path: str | Path, *, layout_id: str | None = None, what: str = "ima
 
     p = Path(path).expanduser()
     try:
-        with Image.open(p) as im:
+        with pil_open(p) as im:
             return im.convert("RGB")
     except FileNotFoundError as e:
         raise InputError(f"{what} not found", path=str(p), record=layout_id) from e
