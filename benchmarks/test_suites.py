@@ -29,7 +29,7 @@ def test_coco_text_box(gligen_run):
     assert len(rows) == m["n_instances"] > 0
 
 
-@pytest.mark.gligen(config=suite_config("smoke-keypoints.yaml", "coco2017-keypoint.yaml"), name="keypoints",
+@pytest.mark.gligen(config=suite_config("smoke-keypoint.yaml", "coco2017-keypoint.yaml"), name="keypoints",
                     min=thresholds({"kp/AP": 0.2}))  # fmt: skip
 def test_keypoints(gligen_run):
     m = gligen_run.metrics
@@ -64,3 +64,23 @@ def test_tau_sweep(tmp_path, gligen_runner):
     if MODE == "full":  # grounding on for the whole run places boxes better than grounding off
         ap = {p["tau"]: p["metrics"]["box/AP"] for p in index["points"]}
         assert ap[max(taus)] > ap[min(taus)]
+
+
+@pytest.mark.gligen(config=suite_config("smoke-text-image-box.yaml", "coco2014-text-image-box.yaml"),
+                    name="image-grounding", min=thresholds({"box/AP50": 0.2}))  # fmt: skip
+def test_image_grounding(gligen_run):
+    m = gligen_run.metrics
+    _in_unit_interval(m, BOX_KEYS)
+    manifest = json.loads((gligen_run.run_dir / "manifest.json").read_text())
+    assert manifest["resolved"]["modality"] == "text-image-box"
+    assert manifest["resolved"]["sampler"]["alpha"] == [1.0, 0.0, 0.0]  # the official image default
+
+
+@pytest.mark.gligen(config=suite_config("smoke-inpaint-text-box.yaml", "coco2014-inpaint-text-box.yaml"),
+                    name="inpainting", min=thresholds({"inpaint/outside_psnr": 20.0}))  # fmt: skip
+def test_inpainting(gligen_run):
+    m = gligen_run.metrics
+    _in_unit_interval(m, BOX_KEYS)
+    assert m["inpaint/outside_psnr"] > 0
+    rows = [json.loads(r) for r in (gligen_run.run_dir / "samples.jsonl").read_text().splitlines()]
+    assert all(r["extra"]["modality"] == "inpaint-text-box" and r["extra"]["outside_psnr"] > 0 for r in rows)
