@@ -131,7 +131,8 @@ def make_run(
             Image.fromarray(img).save(buf, format="PNG")
             store.atomic_write_bytes(rd.image_path(key), buf.getvalue())
             s = cfg.sampler
-            extra = {"schedule": s.schedule, **({"alpha": list(s.alpha)} if s.schedule == "alpha" else {"beta": s.beta})}
+            extra = {"schedule": s.schedule, **({"alpha": list(s.alpha or [0.3, 0.0, 0.7])} if s.schedule == "alpha"
+                                                else {"beta": s.beta})}  # fmt: skip
             samples.append(SampleRecord(sample_key=key, layout_id=lay.layout_id, seed=seed, image=rd.image_relpath(key),
                                         width=cfg.sampler.width, height=cfg.sampler.height, layout_hash=lay.content_hash(),
                                         settings_hash=stable_hash(settings), extra=extra))  # fmt: skip

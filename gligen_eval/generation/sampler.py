@@ -199,6 +199,12 @@ class GroundedSampler:
                 bar.close()
         return torch.cat(out)
 
+    def default_alpha(self) -> list[float]:
+        """The official ``[p1, p2, p3]`` schedule of this sampler's modality (used when settings.alpha is None)."""
+        from gligen_eval.generation.modalities import default_alpha
+
+        return default_alpha(self.grounding.describe()["modality"])
+
     # ---------------------------------------------------------------------------------------
     # the loop
 
@@ -286,7 +292,8 @@ class GroundedSampler:
         if grounding.fixed_scale is not None:
             scales = [float(grounding.fixed_scale)] * len(timesteps)
         else:
-            scales = grounding_schedule(len(timesteps), settings.schedule, alpha=settings.alpha, beta=settings.beta)
+            alpha = settings.alpha if settings.alpha is not None else self.default_alpha()
+            scales = grounding_schedule(len(timesteps), settings.schedule, alpha=alpha, beta=settings.beta)
 
         latents = torch.cat(
             [torch.randn((1, *latent_shape), generator=g, dtype=self.dtype) for g in generators]
