@@ -17,12 +17,11 @@ from typing import Sequence
 from gligen_eval.errors import GligenEvalError
 
 REAL_RUN_HINT = (
-    "To evaluate a real checkpoint on real COCO annotations, change one line (or pass --set):\n"
-    "  gligen-eval run --set model.name=masterful/gligen-1-4-generation-text-box \\\n"
-    "      --set layouts.source=annotations/instances_val2014.json --set layouts.captions=annotations/captions_val2014.json \\\n"
-    "      --set detector.weights=yolov8x.pt --set sampler.height=512 --set sampler.width=512 --set sampler.steps=50 \\\n"
-    "      --set detector.imgsz=640 --set detector.conf=0.001\n"
-    "  (model.name also takes a local diffusers folder; weights must already be on disk: this tool never downloads)"
+    "To run a real checkpoint, change one line -- the model -- on real COCO annotations:\n"
+    "  gligen-eval run benchmarks/full/coco2014-text-box.yaml --set model.name=masterful/gligen-1-4-generation-text-box\n"
+    "(that file is the paper protocol: 512 px, 50 steps, YOLOv8x; its header lists the annotation files and\n"
+    "weights to put on disk. model.name also takes a local diffusers folder or an official GLIGEN .bin;\n"
+    "gligen-eval never downloads.)"
 )
 
 
