@@ -171,12 +171,54 @@ def cmd_compare(args) -> int:
     return res.exit_code
 
 
+def _add_check_base(sub) -> None:
+    p = sub.add_parser(
+        "check-base",
+        help="frozen-base check: did a GLIGEN/adapter checkpoint change any weight of the base UNet? (exit 1 if so)",
+    )
+    p.add_argument("base", help="the base UNet: a weights file, or a diffusers folder (its unet/ is used)")
+    p.add_argument("candidate", help="an official GLIGEN checkpoint, an adapter .safetensors, or a UNet file/folder")
+    p.add_argument("--atol", type=float, default=0.0, help="tolerated absolute difference per weight (default 0)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
+
+
+WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+
+
+def _unet_weights(path: str) -> Path:
+    from gligen_eval.errors import InputError
+
+    p = Path(path).expanduser()
+    if p.is_file():
+        return p
+    if p.is_dir():
+        for folder in (p / "unet", p):
+            for name in WEIGHT_FILES:
+                if (folder / name).is_file():
+                    return folder / name
+        raise InputError(f"no UNet weights ({' or '.join(WEIGHT_FILES)}) in the folder or its unet/", path=str(p))
+    raise InputError("not found", path=str(p))
+
+
+def cmd_check_base(args) -> int:
+    from gligen_eval.generation.adapters import frozen_base_check
+
+    base, candidate = _unet_weights(args.base), _unet_weights(args.candidate)
+    report = frozen_base_check(base, candidate, atol=args.atol)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        print(report.summary())
+    return 0 if report.ok else 1
+
+
 COMMANDS = {
     "run": cmd_run,
     "score-detections": cmd_score,
     "layouts": cmd_layouts,
     "report": cmd_report,
     "compare": cmd_compare,
+    "check-base": cmd_check_base,
 }
 
 
@@ -189,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gligen-eval {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_run, _add_score, _add_report, _add_compare, _add_layouts):
+    for add in (_add_run, _add_score, _add_report, _add_compare, _add_layouts, _add_check_base):
         add(sub)
     return parser
 

@@ -45,6 +45,9 @@ class ModelConfig:
     tiny_seed: int = 0
     base: str | None = None
     """Base model for official checkpoints that only hold the UNet (e.g. a SD-1.4 diffusers folder)."""
+    adapter: str | None = None
+    """An adapter file (gated layers + position net, ``.safetensors``) plugged into ``name``'s UNet; ``name``
+    may then be a plain Stable Diffusion folder."""
     attention: Literal["sdpa", "classic"] = "sdpa"
     """``sdpa``: PyTorch's fused attention kernel; ``classic``: explicit softmax(QKᵀ)V."""
     channels_last: bool = False

@@ -242,6 +242,7 @@ def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
     load_kwargs = dict(
         device=device, dtype=cfg.model.dtype, tiny_seed=cfg.model.tiny_seed,
         sample_size=max(cfg.sampler.height, cfg.sampler.width), base=cfg.model.base, modality=cfg.model.modality,
+        adapter=cfg.model.adapter,
     )  # fmt: skip
     cache_key = stable_hash([cfg.model.name, load_kwargs])
     if components_cache is not None and cache_key in components_cache:

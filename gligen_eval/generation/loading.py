@@ -74,6 +74,7 @@ def load_components(
     sample_size: int | None = None,
     base: str | None = None,
     modality: str | None = None,
+    adapter: str | None = None,
 ) -> Components:
     """Components for ``name``:
 
@@ -113,11 +114,27 @@ def load_components(
     else:
         folder = _resolve_folder(name)
         comps = _load_folder(folder, name, optional=IMAGE_PARTS)
+    if adapter is not None:
+        comps = _with_adapter(comps, adapter)
     comps.modality = _detected_modality(comps, name, modality)
     for key in MODEL_PARTS:
         if comps.get(key) is not None:
             comps[key] = place(comps[key], dev, dt)
             comps[key].requires_grad_(False)
+    return comps
+
+
+def _with_adapter(comps: "Components", adapter: str) -> "Components":
+    """Plug an adapter file (gated layers + position net, :func:`~gligen_eval.generation.adapters.save_adapter`)
+    into the loaded UNet: a plain Stable Diffusion UNet becomes a GLIGEN UNet on the same frozen weights."""
+    from gligen_eval.errors import MissingWeightsError
+    from gligen_eval.generation.adapters import apply_adapter
+
+    path = Path(adapter).expanduser()
+    if not path.is_file():
+        raise MissingWeightsError(f"adapter file not found: {path} (model.adapter takes a .safetensors adapter file)")
+    comps["unet"] = apply_adapter(comps["unet"], path)
+    comps.sources["unet"] = f"{comps.sources.get('unet', 'unet')} + adapter {path}"
     return comps
 
 
