@@ -329,7 +329,14 @@ def _check_existing(rd: store.RunDir, cfg: RunConfig, resume: bool) -> None:
     if not rd.exists():
         return
     old = rd.manifest()
-    mine, theirs = generation_hash(cfg.to_dict()), generation_hash(old.get("config", {}))
+    from gligen_eval.config import config_from_dict
+    from gligen_eval.errors import ConfigError
+
+    try:  # read the old config through today's schema: keys added since then take their defaults
+        old_config = config_from_dict(old.get("config", {})).to_dict()
+    except ConfigError:
+        old_config = old.get("config", {})
+    mine, theirs = generation_hash(cfg.to_dict()), generation_hash(old_config)
     if mine != theirs:
         raise GligenEvalError(
             f"{rd.root} holds a run with different generation settings (layouts/model/sampler; "
