@@ -16,16 +16,6 @@ from gligen_eval.generation.keypoint_net import KeypointPositionNet
 
 MODALITIES = ["text-box", "text-image-box", "keypoint", "inpaint-text-box", "inpaint-text-image-box"]
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (and without contention on shared CI cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-
 def _tiny_gligen(modality: str, seed: int = 0):
     from gligen_eval.generation.tiny import TINY_HIDDEN, tiny_components
 

@@ -16,16 +16,6 @@ from gligen_eval.generation.keypoint_net import KeypointPositionNet
 SUPPORTED = ["text-box", "text-image-box", "keypoint", "inpaint-text-box", "inpaint-text-image-box"]
 SPATIAL = ["hed", "canny", "depth", "normal", "sem"]
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (and without contention on shared CI cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-
 # --------------------------------------------------------------------------------------------
 # tiny models and inputs
 

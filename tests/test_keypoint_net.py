@@ -16,15 +16,6 @@ from gligen_eval.generation.keypoint_net import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (and without contention on shared CI cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _random_net(out_dim: int = 32, seed: int = 0, **kw) -> KeypointPositionNet:
     net = KeypointPositionNet(out_dim=out_dim, hidden_dim=48, **kw)
     g = torch.Generator().manual_seed(seed)
