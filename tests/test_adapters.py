@@ -16,6 +16,7 @@ from gligen_eval.generation.keypoint_net import KeypointPositionNet
 
 MODALITIES = ["text-box", "text-image-box", "keypoint", "inpaint-text-box", "inpaint-text-image-box"]
 
+
 def _tiny_gligen(modality: str, seed: int = 0):
     from gligen_eval.generation.tiny import TINY_HIDDEN, tiny_components
 

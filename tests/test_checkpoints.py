@@ -16,6 +16,7 @@ from gligen_eval.generation.keypoint_net import KeypointPositionNet
 SUPPORTED = ["text-box", "text-image-box", "keypoint", "inpaint-text-box", "inpaint-text-image-box"]
 SPATIAL = ["hed", "canny", "depth", "normal", "sem"]
 
+
 # --------------------------------------------------------------------------------------------
 # tiny models and inputs
 
