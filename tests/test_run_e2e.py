@@ -185,3 +185,10 @@ def test_missing_scoring_weights_fail_before_generation(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "absent.pt" in err
     assert not (out / "samples.jsonl").exists() and not (out / "images").exists()
+
+
+def test_report_names_the_modality_the_run_used(demo_run, tmp_path, capsys):
+    from gligen_eval.reporting.rundata import RunData
+
+    # the sample's persons carry keypoints, but the demo model is a text+box model
+    assert RunData(demo_run).modality == "text-box"

@@ -133,6 +133,9 @@ class RunData:
 
     @cached_property
     def modality(self) -> str:
+        resolved = (self.manifest.get("resolved") or {}).get("modality")
+        if isinstance(resolved, str):  # what the runner detected from the model
+            return resolved
         gen = (self.manifest.get("models") or {}).get("generator") or {}
         for key in ("modality", "grounding"):
             if isinstance(gen.get(key), str):
