@@ -467,6 +467,14 @@ def test_jsonl_errors_name_the_line(tmp_path, lines, line, text):
     assert msg.startswith(f"{p} [line {line}") and text in msg and "\n" not in msg
 
 
+def test_jsonl_non_utf8_line_is_named(tmp_path):
+    p = tmp_path / "latin1.jsonl"
+    p.write_bytes(b'{"layout_id": "a", "caption": "x", "objects": [{"phrase": "cat", "box": [0, 0, 1, 1]}]}\n'
+                  b'{"layout_id": "b", "caption": "caf\xe9", "objects": []}\n')
+    with pytest.raises(InputError, match=r"latin1\.jsonl \[line 2\]: not UTF-8 text"):
+        load_jsonl(p)
+
+
 # --------------------------------------------------------------------------------------------
 # registry
 

@@ -42,11 +42,15 @@ def load_jsonl(
     layouts: list[Layout] = []
     seen: dict[str, int] = {}
     truncated = empty = 0
-    with p.open("r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with p.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            rec = f"line {lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(f"not UTF-8 text ({e.reason} at byte {e.start})", path=str(path), record=rec) from None
             if not line.strip():
                 continue
-            rec = f"line {lineno}"
             try:
                 d = json.loads(line)
             except json.JSONDecodeError as e:
