@@ -275,6 +275,12 @@ def test_reference_mismatch_and_bad_inputs_are_clear(tmp_path, image_sets):
     back = FeatureStats.load(tmp_path / "s.npz")
     np.testing.assert_allclose(back.sigma, stats.sigma)
     assert back.features is None and back.n == len(real)
+    # a single real image has no covariance: a clear error, not a numpy traceback
+    scorer.set_reference(scorer.reference_stats(real[:1]))
+    scorer.reset()
+    scorer.update(fake[:2])
+    with pytest.raises(InputError, match="FID needs at least 2 real images, got 1"):
+        scorer.compute()
 
 
 # --------------------------------------------------------------------------------------------

@@ -618,6 +618,8 @@ class FidKidScorer:
         if n_fake < 2:
             raise InputError(f"FID needs at least 2 generated images, got {n_fake}")
         ref, gen = self._reference, self.generated_stats()
+        if ref.n < 2:
+            raise InputError(f"FID needs at least 2 real images, got {ref.n}")
         out = {"fid": frechet_distance(ref.mu, ref.sigma, gen.mu, gen.sigma),
                "fid/n_real": float(ref.n), "fid/n_fake": float(n_fake)}  # fmt: skip
         if self._kid is not None:
