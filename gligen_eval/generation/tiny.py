@@ -5,7 +5,7 @@ The components have the same kinds and interfaces as a real SD-1.4 based GLIGEN 
 (a gated ``UNet2DConditionModel`` with its position net, an ``AutoencoderKL``, a CLIP text
 encoder and tokenizer, a PNDM scheduler), only with very small widths.
 
-Two details make the tiny model useful for tests:
+Three details make the tiny model useful for tests:
 
 * The gates of the gated self-attention layers (``alpha_attn``/``alpha_dense``) are zero
   when a model is freshly built, which makes grounding a no-op. Here they are set to
