@@ -127,7 +127,6 @@ def load_components(
 def _with_adapter(comps: "Components", adapter: str) -> "Components":
     """Plug an adapter file (gated layers + position net, :func:`~gligen_eval.generation.adapters.save_adapter`)
     into the loaded UNet: a plain Stable Diffusion UNet becomes a GLIGEN UNet on the same frozen weights."""
-    from gligen_eval.errors import MissingWeightsError
     from gligen_eval.generation.adapters import apply_adapter
 
     path = Path(adapter).expanduser()
