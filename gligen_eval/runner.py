@@ -302,6 +302,7 @@ def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
         distributed.barrier(dist)
         existing = _existing_samples(rd)
         samples = [existing[r.sample_key] for r in requests]
+        distributed.barrier(dist)  # every rank has read the rank files before rank 0 folds and deletes them
         if dist.is_main:
             _merge_rank_samples(rd, samples)
         distributed.barrier(dist)
