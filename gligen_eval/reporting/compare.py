@@ -7,7 +7,10 @@ paired bootstrap interval, resampling **layouts** with the same draws for both r
 
 * ``box/mIoU`` and ``box/success`` are pooled means over the instances of the drawn layouts;
 * the COCO keys (``box/AP``, ``box/AP50``, ..., ``kp/AP``, ...) are recomputed on every draw from
-  the stored detections and the layout boxes (duplicated layouts become separate images);
+  the stored detections and the layout boxes, as the run scored them (``box/``: the detector's
+  detections, phrase labels mapped to the objects' classes; ``kp/``: the pose model's detections on
+  the layouts with keypoints); duplicated layouts become separate images. LVIS-style ``box/`` AP
+  (it needs the LVIS source) is compared as point values;
 * metrics that are not sums over layouts (``fid``, ``kid``, ``clip/*``) are compared as point
   values, without an interval.
 
@@ -235,16 +238,48 @@ def _instance_values(run: RunData, keys: set[str], field_name: str) -> dict[str,
     return out
 
 
-def _coco_items(run: RunData, samples: list) -> dict[str, list[tuple]]:
-    """{layout_id: [(sample_key, layout, width, height, detections), ...]} for the paired samples."""
-    dets = run.detections
+def _takes_phrases(run: RunData) -> bool:
+    """Whether the run's detector looked for the layout phrases (its labels are phrases, which the
+    scoring relabels with the objects' classes)."""
+    from gligen_eval.scoring.detectors import resolve_detector
+
+    det = (run.manifest.get("models") or {}).get("detector") or {}
+    kind = det.get("kind") or run.cfg("detector", "kind", "yolo")
+    try:
+        return bool(getattr(resolve_detector(str(kind)), "takes_phrases", False))
+    except GligenEvalError:
+        return False
+
+
+def _coco_items(run: RunData, samples: list, family: str) -> dict[str, list[tuple]]:
+    """{layout_id: [(sample_key, layout, width, height, detections), ...]} for the paired samples, as
+    the run scored them: ``box`` with the detector's detections (phrase labels relabelled with the
+    objects' classes), ``kp`` with the pose model's detections on the layouts with keypoints."""
+    if family == "kp":
+        dets = run.detections_of("pose")
+        samples = [s for s in samples if any(o.keypoints is not None for o in run.layouts[s.layout_id].objects)]
+        relabel = False
+    else:
+        dets = run.detections
+        relabel = _takes_phrases(run)
+    if relabel:
+        from gligen_eval.scoring.pipeline import relabel_phrases
     out: dict[str, list[tuple]] = defaultdict(list)
     for s in samples:
         if s.sample_key not in dets:
-            raise UnusableInput(f"{run.path}: no detections stored for sample {s.sample_key} (layout {s.layout_id}, "
-                                f"seed {s.seed}); the run is incomplete")  # fmt: skip
-        out[s.layout_id].append((s.sample_key, run.layouts[s.layout_id], s.width, s.height, dets[s.sample_key]))
+            raise UnusableInput(f"{run.path}: no {'pose ' if family == 'kp' else ''}detections stored for sample "
+                                f"{s.sample_key} (layout {s.layout_id}, seed {s.seed}); the run is incomplete")  # fmt: skip
+        lay = run.layouts[s.layout_id]
+        d = relabel_phrases(dets[s.sample_key], lay) if relabel else dets[s.sample_key]
+        out[s.layout_id].append((s.sample_key, lay, s.width, s.height, d))
     return dict(out)
+
+
+def _family_data(run: RunData, family: str) -> bool:
+    """Whether ``run`` holds the per-image data to recompute its ``family`` COCO keys per draw."""
+    if family == "kp":
+        return bool(run.detections_of("pose"))
+    return bool(run.detections) and "box/APr" not in run.metrics  # LVIS-style AP needs the LVIS source
 
 
 class _CocoStat:
@@ -458,16 +493,17 @@ def _compare(baseline: Path, candidate: Path, gate_arg: Path | Gate | None, allo
             row.diff, row.lo, row.hi = stats.paired_bootstrap_diff(a, b, "pooled_mean", n_boot=n_boot, alpha=1 - conf,
                                                                    seed=seed)  # fmt: skip
             row.method = f"paired bootstrap over layouts ({n_boot} draws), pooled over instances"
-        elif family is not None and base.detections and cand.detections:
+        elif family is not None and _family_data(base, family) and _family_data(cand, family):
             if family not in coco_stats:
                 iou_type = "bbox" if family == "box" else "keypoints"
                 backend = base.cfg("scoring", "backend", "faster")
-                coco_stats[family] = (_CocoStat(iou_type, backend), _coco_items(base, b_samples),
-                                      _coco_items(cand, c_samples))  # fmt: skip
+                coco_stats[family] = (_CocoStat(iou_type, backend), _coco_items(base, b_samples, family),
+                                      _coco_items(cand, c_samples, family))  # fmt: skip
             st, a_items, b_items = coco_stats[family]
             name = key.split("/", 1)[1]
-            a = {lid: a_items.get(lid, []) for lid in layout_ids}
-            b = {lid: b_items.get(lid, []) for lid in layout_ids}
+            family_ids = [lid for lid in layout_ids if lid in a_items or lid in b_items]
+            a = {lid: a_items.get(lid, []) for lid in family_ids}
+            b = {lid: b_items.get(lid, []) for lid in family_ids}
             fn = st.fn(name)
             row.baseline = fn(list(a.values()))
             row.candidate = fn(list(b.values()))

@@ -220,8 +220,8 @@ class RunData:
         return list(_iter_records(self.path / store.INSTANCES, InstanceRecord.from_dict))
 
     @cached_property
-    def detections(self) -> dict[str, list[Detection]]:
-        """{sample_key: detections} of the run's detector (a later row for the same key wins)."""
+    def _detections_by_detector(self) -> dict[str, dict[str, list[Detection]]]:
+        """{detector fingerprint: {sample_key: detections}} (a later row for the same key wins)."""
         by_detector: dict[str, dict[str, list[Detection]]] = {}
 
         def parse(row: Mapping[str, Any]):
@@ -230,6 +230,18 @@ class RunData:
         for part in self._parts(store.DETECTIONS):
             for key, det, dets in _iter_records(part, parse):
                 by_detector.setdefault(det, {})[key] = dets
+        return by_detector
+
+    def detections_of(self, role: str) -> dict[str, list[Detection]]:
+        """{sample_key: detections} of the model the manifest lists under ``role`` (``"pose"``,
+        ``"detector@<name>"``...); empty when the run has none."""
+        fp = ((self.manifest.get("models") or {}).get(role) or {}).get("fingerprint")
+        return self._detections_by_detector.get(str(fp), {}) if fp else {}
+
+    @cached_property
+    def detections(self) -> dict[str, list[Detection]]:
+        """{sample_key: detections} of the run's detector (a later row for the same key wins)."""
+        by_detector = self._detections_by_detector
         if not by_detector:
             return {}
         fp = self.detector_fingerprint
