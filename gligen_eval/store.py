@@ -85,7 +85,8 @@ def append_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> int:
 
 
 def _truncate_partial_last_line(path: Path) -> None:
-    """A run killed mid-write can leave a last line without its newline; drop it before appending."""
+    """A run killed mid-write can leave a last line without its newline: drop it before appending when
+    it is cut short, end it with its newline when it is whole JSON (:func:`iter_jsonl` reads it)."""
     if not path.exists() or path.stat().st_size == 0:
         return
     with open(path, "rb+") as f:
@@ -95,7 +96,12 @@ def _truncate_partial_last_line(path: Path) -> None:
         f.seek(0)
         data = f.read()
         cut = data.rfind(b"\n") + 1
-        f.truncate(cut)
+        try:
+            json.loads(data[cut:])
+        except ValueError:
+            f.truncate(cut)
+        else:
+            f.write(b"\n")
 
 
 def iter_jsonl(path: Path, *, tolerate_partial_tail: bool = True) -> Iterator[dict[str, Any]]:

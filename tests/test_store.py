@@ -16,6 +16,14 @@ def test_append_and_read_tolerates_partial_tail(tmp_path):
     assert [r["a"] for r in store.iter_jsonl(p)] == [1, 2, 4]
 
 
+def test_whole_last_line_without_newline_is_kept_when_appending(tmp_path):
+    p = tmp_path / "rows.jsonl"
+    p.write_text('{"a": 1}\n{"a": 2}')  # killed between the last row and its newline
+    assert [r["a"] for r in store.iter_jsonl(p)] == [1, 2]
+    store.append_jsonl(p, [{"a": 3}])
+    assert [r["a"] for r in store.iter_jsonl(p)] == [1, 2, 3]
+
+
 def test_bad_line_in_the_middle_names_file_and_line(tmp_path):
     p = tmp_path / "rows.jsonl"
     p.write_text('{"a": 1}\nnot json\n{"a": 2}\n')
