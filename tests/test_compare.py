@@ -263,3 +263,8 @@ def test_phrase_labelled_detections_are_scored_as_the_run_scored_them(tmp_path):
     row = res.row("box/AP")
     assert _metrics(run)["box/AP"] > 0.1
     assert row.baseline == pytest.approx(_metrics(run)["box/AP"], abs=1e-9) and row.note == ""
+    # the report's AP-by-group plot scores them the same way
+    from gligen_eval.reporting.plots import ap_by_layout_group
+    from gligen_eval.reporting.rundata import RunData
+
+    assert ap_by_layout_group(RunData(run), lambda lay: "all")["all"] == pytest.approx(_metrics(run)["box/AP"], abs=1e-9)

@@ -238,19 +238,6 @@ def _instance_values(run: RunData, keys: set[str], field_name: str) -> dict[str,
     return out
 
 
-def _takes_phrases(run: RunData) -> bool:
-    """Whether the run's detector looked for the layout phrases (its labels are phrases, which the
-    scoring relabels with the objects' classes)."""
-    from gligen_eval.scoring.detectors import resolve_detector
-
-    det = (run.manifest.get("models") or {}).get("detector") or {}
-    kind = det.get("kind") or run.cfg("detector", "kind", "yolo")
-    try:
-        return bool(getattr(resolve_detector(str(kind)), "takes_phrases", False))
-    except GligenEvalError:
-        return False
-
-
 def _coco_items(run: RunData, samples: list, family: str) -> dict[str, list[tuple]]:
     """{layout_id: [(sample_key, layout, width, height, detections), ...]} for the paired samples, as
     the run scored them: ``box`` with the detector's detections (phrase labels relabelled with the
@@ -261,7 +248,7 @@ def _coco_items(run: RunData, samples: list, family: str) -> dict[str, list[tupl
         relabel = False
     else:
         dets = run.detections
-        relabel = _takes_phrases(run)
+        relabel = run.detector_takes_phrases
     if relabel:
         from gligen_eval.scoring.pipeline import relabel_phrases
     out: dict[str, list[tuple]] = defaultdict(list)

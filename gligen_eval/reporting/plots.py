@@ -286,13 +286,17 @@ def ap_by_layout_group(r: RunData, group_of_layout: Callable[[Any], str]) -> dic
     """Box AP of the run's samples grouped by their layout (e.g. by number of objects)."""
     from gligen_eval.scoring import coco
 
+    from gligen_eval.scoring.pipeline import relabel_phrases
+
     dets = r.detections
+    relabel = r.detector_takes_phrases  # phrase labels are scored as the objects' classes
     groups: dict[str, list] = defaultdict(list)
     for s in r.samples:
         lay = r.layouts.get(s.layout_id)
         if lay is None or s.sample_key not in dets:
             continue
-        groups[group_of_layout(lay)].append((s.sample_key, lay, s.width, s.height, dets[s.sample_key]))
+        d = relabel_phrases(dets[s.sample_key], lay) if relabel else dets[s.sample_key]
+        groups[group_of_layout(lay)].append((s.sample_key, lay, s.width, s.height, d))
     backend = r.cfg("scoring", "backend", "faster")
     out = {}
     for g, items in groups.items():

@@ -107,6 +107,20 @@ class RunData:
         det = (self.manifest.get("models") or {}).get("detector") or {}
         return det.get("fingerprint")
 
+    @cached_property
+    def detector_takes_phrases(self) -> bool:
+        """Whether the run's detector looked for the layout phrases (open-vocabulary): its labels are
+        phrases, which scoring maps to the objects' classes (:func:`~gligen_eval.scoring.pipeline.relabel_phrases`)."""
+        from gligen_eval.errors import GligenEvalError
+        from gligen_eval.scoring.detectors import resolve_detector
+
+        det = (self.manifest.get("models") or {}).get("detector") or {}
+        kind = det.get("kind") or self.cfg("detector", "kind", "yolo")
+        try:
+            return bool(getattr(resolve_detector(str(kind)), "takes_phrases", False))
+        except GligenEvalError:
+            return False
+
     @property
     def detector_name(self) -> str:
         det = (self.manifest.get("models") or {}).get("detector") or {}
