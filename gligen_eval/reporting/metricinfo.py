@@ -47,7 +47,8 @@ def _rank(key: str) -> tuple:
 
 
 def order_metrics(keys: Iterable[str]) -> list[str]:
-    """COCO ``summarize()`` order for box/ and kp/ keys, then mIoU/success, quality, the rest by name."""
+    """``box/`` COCO keys (``summarize()`` order), ``box/mIoU`` and ``box/success``, ``kp/`` COCO keys,
+    then FID, KID and CLIP, then the rest by name."""
     return sorted(set(keys), key=_rank)
 
 
