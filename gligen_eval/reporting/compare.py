@@ -275,12 +275,12 @@ class _CocoStat:
     def __init__(self, iou_type: str, backend: str):
         self.iou_type = iou_type
         self.backend = backend
-        self.cache: dict[tuple[int, int], dict[str, float]] = {}
+        self.cache: dict[tuple[int, ...], dict[str, float]] = {}
 
     def metrics(self, items: list[list[tuple]]) -> dict[str, float]:
         from gligen_eval.scoring import coco
 
-        key = (hash(tuple(id(x) for x in items)), len(items))
+        key = tuple(id(x) for x in items)  # the draw itself (its layouts' item lists, in draw order), not a hash
         hit = self.cache.get(key)
         if hit is None:
             flat = [row for layout_items in items for row in layout_items]
