@@ -35,10 +35,6 @@ def warn(message: str) -> None:
     warnings.warn(message, LayoutWarning, stacklevel=3)
 
 
-def display_path(path: str | os.PathLike) -> str:
-    return str(path)
-
-
 def read_json(path: str | os.PathLike, what: str = "layout file") -> Any:
     """Parse a JSON file; a missing file or malformed JSON is an :class:`InputError` naming the file."""
     p = Path(path)
