@@ -53,6 +53,10 @@ def cmd_run(args) -> int:
         overrides.append(f"out={args.out}")
     cfg = load_config(args.config, overrides)
     out = run(cfg, resume=args.resume, progress=not args.no_progress)
+    from gligen_eval.distributed import env_world
+
+    if not env_world().is_main:  # under torchrun / accelerate only rank 0 reports (one JSON object in all)
+        return 0
     sweep = out / SWEEP_INDEX
     if sweep.exists():
         index = json.loads(sweep.read_text())

@@ -26,13 +26,16 @@ def _torchrun(nproc: int, out, args, env):
            str(29500 + nproc + os.getpid() % 1000), "-m", "gligen_eval", "run", "--out", str(out), *args]  # fmt: skip
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    return json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    if "--json" in args:  # one JSON object on stdout in all, from rank 0
+        assert json.loads(res.stdout)["metrics"] == metrics
+    return metrics
 
 
 @pytest.mark.slow
 def test_two_processes_equal_one(tmp_path):
     args = ["--set", "layouts.limit=8", "--set", "sampler.steps=3", "--set", "sampler.batch_size=2",
-            "--set", "detector.batch_size=2", "--no-progress"]  # fmt: skip
+            "--set", "detector.batch_size=2", "--no-progress", "--json"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = _torchrun(1, tmp_path / "one", args, env)
     two = _torchrun(2, tmp_path / "two", args, env)
