@@ -303,9 +303,9 @@ def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
         existing = _existing_samples(rd)
         samples = [existing[r.sample_key] for r in requests]
         distributed.barrier(dist)  # every rank has read the rank files before rank 0 folds and deletes them
-        if dist.is_main:
-            _merge_rank_samples(rd, samples)
-        distributed.barrier(dist)
+    if dist.is_main:  # one row per image of this run, in request order (no rows of regenerated batches twice)
+        _merge_rank_samples(rd, samples)
+    distributed.barrier(dist)
 
     from gligen_eval.scoring.pipeline import score_run
 
@@ -363,6 +363,8 @@ def _existing_samples(rd: store.RunDir) -> dict[str, SampleRecord]:
 
 
 def _merge_rank_samples(rd: store.RunDir, samples: list[SampleRecord]) -> None:
+    """Rewrite ``samples.jsonl`` as exactly ``samples`` and delete the per-rank parts (also those an
+    interrupted distributed run left behind for a one-process resume)."""
     store.write_jsonl(rd.path(store.SAMPLES), (s.to_dict() for s in samples))
     for f in rd.record_files(store.SAMPLES)[1:]:
         f.unlink()

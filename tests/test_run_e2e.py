@@ -71,6 +71,19 @@ def test_corrupt_cached_image_is_regenerated_identically(demo_run, capsys):
     assert main(["run", "--out", str(demo_run), *SMALL]) == 0
     assert img.read_bytes() == good
     assert json.loads((demo_run / "metrics.json").read_text()) == metrics
+    assert len(_lines(demo_run / "samples.jsonl")) == 6  # the regenerated batch's rows are not kept twice
+
+
+def test_rank_parts_of_an_interrupted_distributed_run_are_folded(demo_run, capsys):
+    samples = demo_run / "samples.jsonl"
+    rows = samples.read_text().splitlines(keepends=True)
+    samples.write_text("".join(rows[:2]))
+    (demo_run / "samples.rank1.jsonl").write_text("".join(rows[2:]))
+    before = {p.name: p.stat().st_mtime_ns for p in (demo_run / "images").iterdir()}
+    assert main(["run", "--out", str(demo_run), *SMALL]) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (demo_run / "images").iterdir()} == before
+    assert samples.read_text().splitlines(keepends=True) == rows
+    assert not (demo_run / "samples.rank1.jsonl").exists()
 
 
 def test_cli_prints_random_weight_warning_and_real_model_hint(tmp_path, capsys):
