@@ -292,7 +292,13 @@ def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
     }  # fmt: skip
     if dist.is_main:
         if rd.exists():
-            manifest["created"] = rd.manifest().get("created", manifest["created"])
+            old = rd.manifest()
+            manifest["created"] = old.get("created", manifest["created"])
+            old_fp = ((old.get("models") or {}).get("generator") or {}).get("fingerprint")
+            if old.get("config_hash") != config_hash or old_fp != model_fp:
+                # the old metrics no longer match the manifest: until this run's scoring ends, the run is unfinished
+                for name in (store.METRICS, store.REPORT):
+                    rd.path(name).unlink(missing_ok=True)
         store.atomic_write_json(rd.path(store.MANIFEST), manifest)
         store.write_jsonl(rd.path(store.LAYOUTS), (lay.to_dict() for lay in layouts))
 

@@ -130,6 +130,24 @@ def test_rescoring_in_place_reuses_images(demo_run, capsys):
     assert main(["run", "--out", str(demo_run), *SMALL]) == 0  # back to the fixture's settings
 
 
+def test_interrupted_rescoring_leaves_no_stale_metrics(demo_run, capsys, monkeypatch):
+    import gligen_eval.scoring.pipeline as pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "score_run", interrupted)
+        assert main(["run", "--out", str(demo_run), *SMALL, "--set", "scoring.success_iou=0.3"]) == 130
+    manifest = json.loads((demo_run / "manifest.json").read_text())
+    assert manifest["config"]["scoring"]["success_iou"] == 0.3
+    assert not (demo_run / "metrics.json").exists()  # the old metrics were scored with other settings
+    assert main(["run", "--out", str(demo_run), *SMALL]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["run", "--out", str(demo_run), *SMALL, "--resume"]) == 0  # back to the fixture's settings
+    assert json.loads((demo_run / "manifest.json").read_text())["config"]["scoring"]["success_iou"] == 0.5
+
+
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "gligen_eval", *args]
 
