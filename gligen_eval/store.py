@@ -18,13 +18,13 @@ and fsync per batch, so a run killed at any moment loses at most the batch in fl
 
 from __future__ import annotations
 
-from gligen_eval.imageio import pil_open
-
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
+
+from gligen_eval.imageio import pil_open
 
 SCHEMA_VERSION = 1
 

@@ -11,8 +11,6 @@ of layout or detector text is HTML-escaped.
 
 from __future__ import annotations
 
-from gligen_eval.imageio import pil_open
-
 import base64
 import io
 import json
@@ -24,6 +22,7 @@ from typing import Any, Sequence
 from gligen_eval.records import Detection, InstanceRecord, Layout, SampleRecord
 from gligen_eval.reporting.html import esc, page
 from gligen_eval.reporting.rundata import RunData
+from gligen_eval.imageio import pil_open
 
 FAILURE_KINDS = ("hit", "low IoU", "not detected")
 HIT_COLOR, MISS_COLOR = "#1a7f37", "#cf222e"

@@ -31,8 +31,6 @@ random model with a locally built tokenizer for tests and the offline demo.
 
 from __future__ import annotations
 
-from gligen_eval.imageio import pil_open
-
 import math
 import os
 from dataclasses import dataclass, field
@@ -41,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
 from gligen_eval.errors import ConfigError, InputError, MissingWeightsError
 from gligen_eval.records import Layout, stable_hash
+from gligen_eval.imageio import pil_open
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

@@ -32,8 +32,6 @@ The Inception weights are never downloaded: without the file
 
 from __future__ import annotations
 
-from gligen_eval.imageio import pil_open
-
 import hashlib
 import json
 import os
@@ -48,6 +46,7 @@ import numpy as np
 
 from gligen_eval.errors import ConfigError, InputError, MissingWeightsError
 from gligen_eval.records import stable_hash
+from gligen_eval.imageio import pil_open
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

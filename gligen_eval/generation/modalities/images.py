@@ -24,13 +24,12 @@ Objects that have a ``reference_image`` always use it (a path to an image file).
 
 from __future__ import annotations
 
-from gligen_eval.imageio import pil_open
-
 import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Sequence
 
 from gligen_eval.errors import InputError
+from gligen_eval.imageio import pil_open
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image as PILImage
