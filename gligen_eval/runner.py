@@ -234,7 +234,7 @@ def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
         raise GligenEvalError(f"no layouts selected from {cfg.layouts.source!r}")
     from gligen_eval.scoring.pipeline import preflight
 
-    preflight(cfg, device=device)  # missing scoring weights fail now, not after hours of generation
+    preflight(cfg, device=device, layouts=layouts)  # missing scoring weights/images fail now, not after hours of generation
 
     from gligen_eval.generation.loading import describe, load_components, resolve_dtype
     from gligen_eval.generation.sampler import GroundedSampler

@@ -113,6 +113,16 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "nobody/no-such-gligen-model" in err
 
 
+@pytest.mark.parametrize("setting", [["--set", "scoring.real_images=true"],
+                                     ["--set", "fid.enabled=true", "--set", "fid.feature=tiny"]])
+def test_missing_real_images_fail_before_generation(tmp_path, capsys, setting):
+    out = tmp_path / "r"
+    assert main(["run", "--out", str(out), *SMALL, *setting]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "[layout " in err and "images_dir" in err
+    assert not (out / "images").exists() and not (out / "manifest.json").exists()
+
+
 def test_other_generation_settings_in_same_dir_are_refused(demo_run, capsys):
     assert main(["run", "--out", str(demo_run), *SMALL, "--set", "sampler.steps=4"]) == 2
     assert "different generation settings" in capsys.readouterr().err

@@ -185,12 +185,7 @@ def real_images(layouts: Iterable[Layout]) -> list[RealImage]:
 
     out = []
     for lay in layouts:
-        if not lay.image_path:
-            raise InputError("layout has no real image; set layouts.images_dir to the folder of the layouts' images",
-                             record=f"layout {lay.layout_id}")  # fmt: skip
-        p = Path(lay.image_path)
-        if not p.is_file():
-            raise InputError("real image not found", path=str(p), record=f"layout {lay.layout_id}")
+        p = _real_image_path(lay)
         try:
             with pil_open(p) as im:
                 w, h = im.size
@@ -198,6 +193,16 @@ def real_images(layouts: Iterable[Layout]) -> list[RealImage]:
             raise InputError(f"cannot read image ({e})", path=str(p), record=f"layout {lay.layout_id}") from None
         out.append(RealImage(lay, p.resolve(), _file_digest(p), int(w), int(h)))
     return out
+
+
+def _real_image_path(lay: Layout) -> Path:
+    if not lay.image_path:
+        raise InputError("layout has no real image; set layouts.images_dir to the folder of the layouts' images",
+                         record=f"layout {lay.layout_id}")  # fmt: skip
+    p = Path(lay.image_path)
+    if not p.is_file():
+        raise InputError("real image not found", path=str(p), record=f"layout {lay.layout_id}")
+    return p
 
 
 def real_samples(images: Sequence[RealImage], *, with_phrases: bool) -> list[SampleRecord]:
@@ -807,8 +812,16 @@ def _score_pose(p: DetectorPass, layouts: Sequence[Layout], dets: Callable, brea
     return out
 
 
-def preflight(cfg: RunConfig, *, device: str) -> None:
-    """Build every scoring model once and drop it, so missing weights fail before any image is generated."""
+def preflight(cfg: RunConfig, *, device: str, layouts: Sequence[Layout] | None = None) -> None:
+    """Build every scoring model once and drop it, and check that the real images the scoring reads
+    (``scoring.real_images``, FID's reference) are there for ``layouts``, so missing weights and
+    images fail before any image is generated."""
+    if layouts is not None:
+        if cfg.scoring.real_images:
+            for lay in layouts:
+                _real_image_path(lay)
+        if cfg.fid.enabled:
+            fid_reference_images(cfg.fid, layouts)
     dets = [cfg.detector, *cfg.extra_detectors, *([cfg.pose] if cfg.pose is not None else [])]
     for d in dets:
         build_scoring_detector(d, device=device)
