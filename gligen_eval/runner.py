@@ -234,7 +234,7 @@ def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
         raise GligenEvalError(f"no layouts selected from {cfg.layouts.source!r}")
     from gligen_eval.scoring.pipeline import preflight
 
-    preflight(cfg, device=device, layouts=layouts)  # missing scoring weights/images fail now, not after hours of generation
+    preflight(cfg, device=device, layouts=layouts)  # missing scoring weights/images fail now, not after generation
 
     from gligen_eval.generation.loading import describe, load_components, resolve_dtype
     from gligen_eval.generation.sampler import GroundedSampler
@@ -335,9 +335,16 @@ def _check_existing(rd: store.RunDir, cfg: RunConfig, resume: bool) -> None:
     """A run directory may be re-scored with other scoring settings, but not reused for other images."""
     if not rd.exists():
         return
-    old = rd.manifest()
     from gligen_eval.config import config_from_dict
-    from gligen_eval.errors import ConfigError
+    from gligen_eval.errors import ConfigError, InputError
+
+    where = str(rd.path(store.MANIFEST))
+    try:
+        old = rd.manifest()
+    except (OSError, ValueError) as e:
+        raise InputError(f"not a readable run manifest ({e}); choose another --out", path=where) from None
+    if not isinstance(old, dict):
+        raise InputError("not a run manifest (not a JSON object); choose another --out", path=where)
 
     try:  # read the old config through today's schema: keys added since then take their defaults
         old_config = config_from_dict(old.get("config", {})).to_dict()

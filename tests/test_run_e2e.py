@@ -123,6 +123,15 @@ def test_missing_real_images_fail_before_generation(tmp_path, capsys, setting):
     assert not (out / "images").exists() and not (out / "manifest.json").exists()
 
 
+def test_unreadable_manifest_is_one_line_error(tmp_path, capsys):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "manifest.json").write_text("{not json")
+    assert main(["run", "--out", str(out), *SMALL]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "manifest.json" in err
+
+
 def test_other_generation_settings_in_same_dir_are_refused(demo_run, capsys):
     assert main(["run", "--out", str(demo_run), *SMALL, "--set", "sampler.steps=4"]) == 2
     assert "different generation settings" in capsys.readouterr().err
