@@ -133,8 +133,6 @@ def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
 
 def is_valid_png(path: Path) -> bool:
     """True when ``path`` is a complete, decodable image (truncated or corrupt files are False)."""
-    from PIL import Image
-
     try:
         with pil_open(path) as im:
             im.load()

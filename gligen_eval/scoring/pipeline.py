@@ -87,7 +87,6 @@ def detect_missing(
     ``phrases_of(sample)``: the phrases to look for in that image, for detectors that take them.
     A sample's ``image`` is relative to the run directory, or absolute (real images).
     """
-    from PIL import Image
     from tqdm.auto import tqdm
 
     dist = dist or distributed.DistInfo()
@@ -181,7 +180,7 @@ def _file_digest(path: Path) -> str:
 
 def real_images(layouts: Iterable[Layout]) -> list[RealImage]:
     """The real image of each layout (``Layout.image_path``); an error names the layout without one."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     out = []
     for lay in layouts:
@@ -473,7 +472,6 @@ def clip_missing(
 ) -> dict[str, Any]:
     """CLIP scores of the images without a cached row in ``clip.jsonl``; returns {sample_key: ClipSampleScores}
     for this rank's chunks and every cached sample."""
-    from PIL import Image
     from tqdm.auto import tqdm
 
     from gligen_eval.scoring.clip import ClipSampleScores
