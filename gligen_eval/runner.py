@@ -481,7 +481,7 @@ def render_summary(manifest: dict[str, Any], metrics: dict[str, Any]) -> str:
 
 def format_metrics_short(metrics: dict[str, Any]) -> str:
     keys = ["box/AP", "box/AP50", "box/AP75", "box/mIoU", "box/success", "kp/AP", "fid", "clip/global"]
-    return "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)
+    return "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if isinstance(metrics.get(k), (int, float)))
 
 
 def dumps(obj: Any) -> str:

@@ -19,6 +19,7 @@ and fsync per batch, so a run killed at any moment loses at most the batch in fl
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -61,8 +62,25 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by ``None`` (JSON has no such numbers;
+    ``null`` in a run's files means "undefined", e.g. mIoU with no instances)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def _dumps_line(row: Mapping[str, Any]) -> str:
+    return json.dumps(json_safe(row), ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n"
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
+    text = json.dumps(json_safe(obj), indent=2, sort_keys=False, ensure_ascii=False, allow_nan=False)
+    atomic_write_text(path, text + "\n")
 
 
 def read_json(path: Path) -> Any:
@@ -71,7 +89,7 @@ def read_json(path: Path) -> Any:
 
 def append_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> int:
     """Append rows as JSON lines, then flush and fsync. Returns how many were written."""
-    lines = [json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in rows]
+    lines = [_dumps_line(r) for r in rows]
     if not lines:
         return 0
     path = Path(path)
@@ -127,7 +145,7 @@ def iter_jsonl(path: Path, *, tolerate_partial_tail: bool = True) -> Iterator[di
 
 
 def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    text = "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in rows)
+    text = "".join(_dumps_line(r) for r in rows)
     atomic_write_text(Path(path), text)
 
 

@@ -62,3 +62,14 @@ def test_broken_image_is_a_clear_error_even_after_ultralytics_patched_pil(tmp_pa
     assert not store.is_valid_png(broken)
     with pytest.raises(InputError, match=r"broken\.png \[image 0\]: cannot read image"):
         list(iter_image_batches([broken], ResizePolicy(size=32)))
+
+
+def test_json_files_are_strict_json(tmp_path):
+    """NaN/inf (undefined metrics) are written as null, so strict JSON parsers read every file."""
+    p = tmp_path / "m.json"
+    store.atomic_write_json(p, {"a": float("nan"), "b": [1.0, float("inf")], "c": 0.5})
+    assert json.loads(p.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}")) == {
+        "a": None, "b": [1.0, None], "c": 0.5}
+    rows = tmp_path / "r.jsonl"
+    store.append_jsonl(rows, [{"x": float("-inf")}])
+    assert list(store.iter_jsonl(rows)) == [{"x": None}]
