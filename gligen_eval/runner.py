@@ -332,7 +332,8 @@ def generation_hash(config: dict[str, Any]) -> str:
 
 
 def _check_existing(rd: store.RunDir, cfg: RunConfig, resume: bool) -> None:
-    """A run directory may be re-scored with other scoring settings, but not reused for other images."""
+    """An unfinished run needs ``--resume``; a finished one may be rerun with other settings (the image
+    cache keeps whatever still applies)."""
     if not rd.exists():
         return
     from gligen_eval.config import config_from_dict
@@ -351,13 +352,15 @@ def _check_existing(rd: store.RunDir, cfg: RunConfig, resume: bool) -> None:
     except ConfigError:
         old_config = old.get("config", {})
     mine, theirs = generation_hash(cfg.to_dict()), generation_hash(old_config)
-    if mine != theirs:
-        raise GligenEvalError(
-            f"{rd.root} holds a run with different generation settings (layouts/model/sampler; "
-            f"hash {theirs} != {mine}); choose another --out"
-        )
     if not rd.is_complete() and not resume:
         raise GligenEvalError(f"{rd.root} holds an unfinished run; pass --resume to finish it")
+    if mine != theirs:
+        # Images are content-addressed: those whose key (model, layout, seed, settings) is unchanged are
+        # reused, the others generated; samples.jsonl and the metrics describe the new settings.
+        changed = sorted(k for k in ("layouts", "model", "sampler", "grounding", "sweep")
+                         if cfg.to_dict().get(k) != old_config.get(k))  # fmt: skip
+        log.warning("%s: generation settings changed (%s); images whose content key is unchanged are reused",
+                    rd.root, ", ".join(changed) or "config")  # fmt: skip
 
 
 def _uses_random_weights(cfg: RunConfig) -> bool:
@@ -387,8 +390,9 @@ def generate_missing(rd: store.RunDir, requests: list[Request], sampler, sampler
                      dist=None, progress: bool = True) -> list[SampleRecord]:  # fmt: skip
     """Generate the images that are not in the run directory yet; returns SampleRecords in request order.
 
-    Requests are cut into fixed batches in request order; a batch with any image missing or corrupt
-    is generated whole, so every image always comes from the same batch (bit-identical reruns).
+    Requests are cut into fixed batches in request order; a batch with any image missing or damaged
+    is generated whole, so every image always comes from the same batch (bit-identical reruns), but
+    only the missing images are written: images already in the run keep their files.
     Inpainting samples record the PSNR of the region outside their boxes against the input image.
     """
     from tqdm.auto import tqdm
@@ -402,7 +406,7 @@ def generate_missing(rd: store.RunDir, requests: list[Request], sampler, sampler
 
     def done(req: Request) -> bool:
         path = rd.image_path(req.sample_key)
-        return req.sample_key in existing and path.exists() and store.is_valid_png(path)
+        return req.sample_key in existing and store.is_complete_png(path)
 
     todo = [b for b in distributed.my_chunks(requests, sampler_cfg.batch_size, dist) if not all(map(done, b))]
     out_file = rd.rank_file(store.SAMPLES, dist.rank if dist.enabled else None)
@@ -413,6 +417,8 @@ def generate_missing(rd: store.RunDir, requests: list[Request], sampler, sampler
             images = sampler.generate([r.layout for r in batch], [r.seed for r in batch], sampler_cfg, progress=False)
             rows = []
             for req, img in zip(batch, images):
+                if done(req):
+                    continue
                 buf = io.BytesIO()
                 img.save(buf, format="PNG")
                 store.atomic_write_bytes(rd.image_path(req.sample_key), buf.getvalue())

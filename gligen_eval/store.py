@@ -149,6 +149,26 @@ def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
     atomic_write_text(Path(path), text)
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def is_complete_png(path: Path) -> bool:
+    """Cheap check (no decoding) that ``path`` is a whole PNG file: its signature and its closing
+    IEND chunk are there. Catches the truncated or emptied files an interrupted write leaves."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            f.seek(0, os.SEEK_END)
+            if f.tell() < len(PNG_SIGNATURE) + len(PNG_END):
+                return False
+            f.seek(-len(PNG_END), os.SEEK_END)
+            tail = f.read()
+    except OSError:
+        return False
+    return head == PNG_SIGNATURE and tail == PNG_END
+
+
 def is_valid_png(path: Path) -> bool:
     """True when ``path`` is a complete, decodable image (truncated or corrupt files are False)."""
     try:

@@ -132,9 +132,19 @@ def test_unreadable_manifest_is_one_line_error(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "manifest.json" in err
 
 
-def test_other_generation_settings_in_same_dir_are_refused(demo_run, capsys):
-    assert main(["run", "--out", str(demo_run), *SMALL, "--set", "sampler.steps=4"]) == 2
-    assert "different generation settings" in capsys.readouterr().err
+def test_changed_settings_regenerate_only_what_they_affect(tmp_path, capsys):
+    out = tmp_path / "grow"
+    base = ["run", "--out", str(out), "--set", "sampler.steps=2", "--no-progress"]
+    assert main([*base, "--set", "layouts.limit=3"]) == 0
+    first = {p.name: p.stat().st_mtime_ns for p in (out / "images").iterdir()}
+    assert main([*base, "--set", "layouts.limit=5"]) == 0  # two more layouts: the first three are reused
+    now = {p.name: p.stat().st_mtime_ns for p in (out / "images").iterdir()}
+    assert len(now) == 5 and all(now[k] == v for k, v in first.items())
+    assert len(_lines(out / "samples.jsonl")) == 5
+    assert json.loads((out / "metrics.json").read_text())["n_samples"] == 5
+    assert main([*base, "--set", "layouts.limit=5", "--set", "sampler.guidance_scale=3.0"]) == 0  # affects all
+    again = {p.name for p in (out / "images").iterdir()}
+    assert len(again) == 10 and len(_lines(out / "samples.jsonl")) == 5
 
 
 def test_rescoring_in_place_reuses_images(demo_run, capsys):

@@ -73,3 +73,17 @@ def test_json_files_are_strict_json(tmp_path):
     rows = tmp_path / "r.jsonl"
     store.append_jsonl(rows, [{"x": float("-inf")}])
     assert list(store.iter_jsonl(rows)) == [{"x": None}]
+
+
+def test_complete_png_check_catches_truncation(tmp_path):
+    from PIL import Image
+
+    good = tmp_path / "good.png"
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(good)
+    assert store.is_complete_png(good)
+    data = good.read_bytes()
+    for cut in (0, 10, len(data) // 2, len(data) - 1):
+        bad = tmp_path / f"cut{cut}.png"
+        bad.write_bytes(data[:cut])
+        assert not store.is_complete_png(bad)
+    assert not store.is_complete_png(tmp_path / "missing.png")
