@@ -108,6 +108,8 @@ def detect_missing(
                 dets = detector.detect(images)
             rows = []
             for s, d in zip(batch, dets):
+                if s.sample_key in out:  # cached already: keep it (the chunk ran whole for batch-identical numerics)
+                    continue
                 out[s.sample_key] = d
                 rows.append({"sample_key": s.sample_key, "detector": name, "detections": [x.to_dict() for x in d]})
             store.append_jsonl(out_file, rows)
