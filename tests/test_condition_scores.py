@@ -294,12 +294,12 @@ def spatial_run(tmp_path, monkeypatch):
         m = condition_of(layout, size).astype(np.float32)
         return np.repeat(((m / 255.0 - 0.5) / 0.5)[None], 3, axis=0)
 
-    def extract_condition(image, modality, **options):
-        calls["extract"].append((image.size, modality, options))
-        return np.where(np.asarray(image.convert("L")) > 127, 255, 0).astype(np.uint8)
+    def extract_conditions(images, modality, **options):
+        calls["extract"].extend((im.size, modality, options) for im in images)
+        return [np.where(np.asarray(im.convert("L")) > 127, 255, 0).astype(np.uint8) for im in images]
 
     monkeypatch.setattr(conditions, "load_condition", load_condition)
-    monkeypatch.setattr(conditions, "extract_condition", extract_condition, raising=False)
+    monkeypatch.setattr(conditions, "extract_conditions", extract_conditions, raising=False)
 
     run = tmp_path / "run"
     (run / "images").mkdir(parents=True)
@@ -368,3 +368,29 @@ def test_non_spatial_run_has_no_cond_keys(spatial_run):
     metrics, scorers = score_run(store.RunDir(run), _cfg(run, bootstrap=0), lays, samples, device="cpu", progress=False)
     assert not any(k.startswith("cond/") for k in metrics) and "condition" not in scorers
     assert not calls["extract"] and not (run / "cond.jsonl").exists()
+
+
+def test_compare_bootstraps_cond_keys_over_layouts_from_the_rows(spatial_run, tmp_path):
+    """Paired compare of two spatial runs: ``cond/`` keys get a paired interval from ``cond.jsonl``,
+    the gate knows them, the real-image ceiling is a point value."""
+    import shutil
+
+    from gligen_eval.reporting.compare import compare_runs, parse_gate
+    from gligen_eval.scoring.pipeline import score_run
+
+    run, lays, samples, calls = spatial_run
+    cand = tmp_path / "cand"
+    shutil.copytree(run, cand)
+    Image.fromarray(condition_of(lays[1], SIZE)).convert("RGB").save(cand / samples[1].image)  # B perfect too
+    for root in (run, cand):
+        rd = store.RunDir(root)
+        _, scorers = score_run(rd, _cfg(root), lays, samples, device="cpu", progress=False)
+        store.atomic_write_json(root / store.MANIFEST, {"resolved": {"modality": "canny"}, "models": scorers})
+    gate = parse_gate({"metrics": {"cond/canny_f1": {"max_drop": 0.01}, "cond/canny_recall": {"min": 0.9}}})
+    res = compare_runs(cand, run, gate)  # the baseline is the better run
+    f1 = res.row("cond/canny_f1")
+    assert (f1.baseline, f1.candidate, f1.diff) == pytest.approx((1.0, 0.5, -0.5))
+    assert "cond.jsonl" in f1.method and f1.lo <= f1.diff <= f1.hi <= 0.0
+    assert res.row("cond/canny_recall").verdict == "regression" and res.exit_code == 1
+    real = res.row("cond/real/canny_f1")
+    assert real.method.startswith("point values") and real.diff == pytest.approx(0.0)

@@ -1,7 +1,7 @@
 """The condition-consistency pass of a spatial run: re-extract, compare, cache, aggregate.
 
 For every generated image of a spatial modality (hed, canny, depth, normal, sem) the condition is
-re-extracted with the extractor that made the input maps (:func:`gligen_eval.conditions.extract_condition`)
+re-extracted with the extractor that made the input maps (:func:`gligen_eval.conditions.extract_conditions`)
 and compared with the layout's input condition (:func:`gligen_eval.conditions.load_condition` at the
 image's size, turned back into a 0–255 map) by :mod:`gligen_eval.scoring.condition`.
 
@@ -87,21 +87,19 @@ class ConditionScorer:
             target = _resize_map(target, width, height)
         return target
 
-    def extract(self, image: Any) -> Any:
-        """The re-extracted map of a PIL image (0–255 map, sem labels), as the extractor gives it."""
+    def extract(self, images: Sequence[Any]) -> list[Any]:
+        """The re-extracted maps of PIL images (0–255 maps, sem labels), one extractor load for all."""
         import numpy as np
 
         from gligen_eval import conditions
 
-        return np.asarray(conditions.extract_condition(image, self.modality, **self.options))
+        return [np.asarray(m) for m in conditions.extract_conditions(list(images), self.modality, **self.options)]
 
-    def score(self, image: Any, layout: Layout) -> tuple[dict[str, float], Any]:
-        """``({cond/<name>: value}, re-extracted map)`` of one RGB image of ``layout``."""
-        pred = self.extract(image)
-        target = self.target(layout, image.width, image.height)
+    def compare(self, pred: Any, target: Any) -> dict[str, float]:
+        """``{cond/<name>: value}`` of a re-extracted map against the input condition (resized to it if needed)."""
         if pred.shape[:2] != target.shape[:2]:
             pred = _resize_map(pred, target.shape[1], target.shape[0])
-        return cm.compare_maps(self.modality, pred, target), pred
+        return cm.compare_maps(self.modality, pred, target)
 
 
 def _resize_map(x: Any, width: int, height: int) -> Any:
@@ -122,7 +120,7 @@ def _fit_real(image: Any, width: int, height: int) -> Any:
     w, h = image.size
     scale = min(w / width, h / height)
     cw, ch = round(width * scale), round(height * scale)
-    left, top = (w - cw) // 2, (h - ch) // 2
+    left, top = int(round((w - cw) / 2.0)), int(round((h - ch) / 2.0))  # rounded like torchvision's center_crop
     return image.crop((left, top, left + cw, top + ch)).resize((width, height), Image.BICUBIC)
 
 
@@ -197,19 +195,22 @@ def cond_missing(
     out = {it.key: cached[it.key] for it in items if it.key in cached}
     todo = [b for b in distributed.my_chunks(items, chunk_size, dist) if any(it.key not in out for it in b)]
     out_file = rd.rank_file(COND_ROWS, dist.rank if dist.enabled else None)
+    targets: dict[tuple[str, int, int], Any] = {}  # one input condition per layout and size
     with tqdm(total=sum(map(len, todo)), desc=f"condition ({scorer.modality})", unit="img",
               disable=not progress or not todo, file=sys.stderr) as bar:  # fmt: skip
-        for batch in todo:
-            rows = []
+        for chunk in todo:
+            batch = [it for it in chunk if it.key not in out]
+            images = []
             for it in batch:
-                if it.key in out:
-                    continue
-                path = Path(it.image) if it.real else rd.root / it.image
-                with pil_open(path) as im:
+                with pil_open(Path(it.image) if it.real else rd.root / it.image) as im:
                     image = im.convert("RGB")
-                if it.real:
-                    image = _fit_real(image, it.width, it.height)
-                values, pred = scorer.score(image, by_id[it.layout_id])
+                images.append(_fit_real(image, it.width, it.height) if it.real else image)
+            rows = []
+            for it, image, pred in zip(batch, images, scorer.extract(images)):
+                tkey = (it.layout_id, image.width, image.height)
+                if tkey not in targets:
+                    targets[tkey] = scorer.target(by_id[it.layout_id], image.width, image.height)
+                values = scorer.compare(pred, targets[tkey])
                 rel = f"{COND_MAPS}/{it.key}.png"
                 _save_map(rd.root / rel, pred)
                 row = {"key": it.key, "layout_id": it.layout_id, "seed": it.seed, "image": it.image, "real": it.real,
@@ -217,7 +218,7 @@ def cond_missing(
                 out[it.key] = store.json_safe(row)
                 rows.append(row)
             store.append_jsonl(out_file, rows)
-            bar.update(len(batch))
+            bar.update(len(chunk))
     return out
 
 
@@ -274,3 +275,28 @@ def run_modality(rd: store.RunDir, cfg: Any) -> str | None:
 
 def is_spatial(modality: str | None) -> bool:
     return bool(modality) and bool(cm.metric_names(str(modality)))
+
+
+def sample_rows(run_root: str | Path, manifest: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """{sample key: row} of a finished run's generated images, for the condition scorer its manifest
+    names (``models.condition``); empty when the run has no condition rows."""
+    rd = store.RunDir(run_root)
+    fp = ((manifest.get("models") or {}).get("condition") or {}).get("fingerprint")
+    out: dict[str, dict[str, Any]] = {}
+    for f in rd.record_files(COND_ROWS):
+        for r in store.iter_jsonl(f):
+            if not r.get("real") and (fp is None or r.get("scorer") == fp):
+                out[r["key"]] = r
+    return out
+
+
+def layout_values(rows: Mapping[str, Mapping[str, Any]], pairs: Iterable[tuple[str, str]], key: str,
+                  layout_ids: Iterable[str]) -> dict[str, list[float]]:  # fmt: skip
+    """{layout id: the defined values of ``key`` of its samples} for ``(layout_id, sample_key)`` pairs
+    (the per-layout input of a pooled-mean bootstrap)."""
+    out: dict[str, list[float]] = {lid: [] for lid in layout_ids}
+    for lid, sk in pairs:
+        v = (rows.get(sk) or {}).get(key)
+        if lid in out and cm.finite(v):
+            out[lid].append(float(v))
+    return out
