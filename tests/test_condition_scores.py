@@ -394,3 +394,25 @@ def test_compare_bootstraps_cond_keys_over_layouts_from_the_rows(spatial_run, tm
     assert res.row("cond/canny_recall").verdict == "regression" and res.exit_code == 1
     real = res.row("cond/real/canny_f1")
     assert real.method.startswith("point values") and real.diff == pytest.approx(0.0)
+
+
+def test_preflight_builds_the_extractor_of_a_spatial_model(tmp_path, monkeypatch):
+    """Missing extractor weights fail in preflight, before anything is generated."""
+    from gligen_eval import conditions
+    from gligen_eval.config import config_from_dict
+    from gligen_eval.errors import MissingWeightsError
+    from gligen_eval.scoring.pipeline import preflight
+
+    seen = []
+
+    def extract_conditions(images, modality, **options):
+        seen.append(modality)
+        raise MissingWeightsError(f"no {modality} extractor weights: fetch them")
+
+    monkeypatch.setattr(conditions, "extract_conditions", extract_conditions, raising=False)
+    det = {"kind": f"{__name__}:NoDetector", "weights": "none"}
+    cfg = config_from_dict({"name": "p", "out": str(tmp_path), "model": {"name": "tiny", "modality": "depth"}, "detector": det})
+    with pytest.raises(MissingWeightsError, match="no depth extractor"):
+        preflight(cfg, device="cpu")
+    preflight(config_from_dict({"name": "p", "out": str(tmp_path), "detector": det}), device="cpu")  # not spatial
+    assert seen == ["depth"]

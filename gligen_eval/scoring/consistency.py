@@ -300,3 +300,11 @@ def layout_values(rows: Mapping[str, Mapping[str, Any]], pairs: Iterable[tuple[s
         if lid in out and cm.finite(v):
             out[lid].append(float(v))
     return out
+
+
+def check_extractor(modality: str, options: Mapping[str, Any]) -> None:
+    """Build ``modality``'s extractor once (it stays cached for scoring) by extracting from a small gray
+    image, so missing extractor weights fail before any image is generated."""
+    from PIL import Image
+
+    ConditionScorer(modality, dict(options)).extract([Image.new("RGB", (32, 32), (128, 128, 128))])

@@ -848,7 +848,8 @@ def _score_pose(p: DetectorPass, layouts: Sequence[Layout], dets: Callable, brea
 def preflight(cfg: RunConfig, *, device: str, layouts: Sequence[Layout] | None = None) -> None:
     """Build every scoring model once and drop it, and check that the real images the scoring reads
     (``scoring.real_images``, FID's reference) are there for ``layouts``, so missing weights and
-    images fail before any image is generated."""
+    images fail before any image is generated. A spatial ``model.modality`` also builds its condition
+    extractor (kept cached for scoring)."""
     if layouts is not None:
         if cfg.scoring.real_images:
             for lay in layouts:
@@ -862,6 +863,10 @@ def preflight(cfg: RunConfig, *, device: str, layouts: Sequence[Layout] | None =
         build_clip_scorer(cfg.clip, device=device)
     if cfg.fid.enabled:
         build_fid_scorer(cfg.fid, device=device)
+    from gligen_eval.scoring import consistency as cs
+
+    if cs.is_spatial(cfg.model.modality):  # a spatial modality named in the config: its extractor for the cond/ keys
+        cs.check_extractor(str(cfg.model.modality), cs.condition_options(cfg.grounding))
     _release(device)
 
 
