@@ -416,3 +416,14 @@ def test_preflight_builds_the_extractor_of_a_spatial_model(tmp_path, monkeypatch
         preflight(cfg, device="cpu")
     preflight(config_from_dict({"name": "p", "out": str(tmp_path), "detector": det}), device="cpu")  # not spatial
     assert seen == ["depth"]
+
+
+def test_an_unreadable_real_image_is_one_line_naming_it(spatial_run):
+    from gligen_eval.errors import InputError
+    from gligen_eval.scoring.pipeline import score_run
+
+    run, lays, samples, calls = spatial_run
+    Path(lays[0].image_path).write_bytes(b"not a png")
+    with pytest.raises(InputError, match="cannot read real image") as e:
+        score_run(store.RunDir(run), _cfg(run), lays, samples, device="cpu", progress=False)
+    assert lays[0].image_path in str(e.value) and "layout A" in str(e.value)

@@ -70,14 +70,17 @@ class ConditionScorer:
         return [f"{cm.PREFIX}/{n}" for n in cm.metric_names(self.modality)]
 
     def fingerprint(self) -> str:
-        return stable_hash({"modality": self.modality, "options": self.options, "version": ROW_VERSION})
+        """Changes with the modality, the maps' options and :data:`ROW_VERSION` (not with the extraction device)."""
+        opts = {k: v for k, v in self.options.items() if k != "extract_device"}
+        return stable_hash({"modality": self.modality, "options": opts, "version": ROW_VERSION})
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "fingerprint": self.fingerprint(), "modality": self.modality,
                 "options": dict(self.options), "keys": self.keys}  # fmt: skip
 
     def target(self, layout: Layout, width: int, height: int) -> Any:
-        """The layout's input condition as a 0–255 map (sem: labels) of ``height`` x ``width``."""
+        """The layout's input condition as a 0–255 map (sem: labels) of ``height`` x ``width`` (loaded square at
+        the larger side, as the official preprocessing makes it; a non-square image gets it resized, nearest)."""
         from gligen_eval import conditions
 
         size = max(width, height)
@@ -158,6 +161,19 @@ def real_items(layouts: Iterable[Layout], samples: Sequence[SampleRecord]) -> li
     return out
 
 
+def _read_rgb(path: Path, item: CondItem) -> Any:
+    from PIL import UnidentifiedImageError
+
+    from gligen_eval.errors import InputError
+
+    try:
+        with pil_open(path) as im:
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError) as e:
+        what = "real image" if item.real else "image"
+        raise InputError(f"cannot read {what} ({e})", path=str(path), record=f"layout {item.layout_id}") from None
+
+
 def _digest(path: Path) -> str:
     import hashlib
 
@@ -202,8 +218,7 @@ def cond_missing(
             batch = [it for it in chunk if it.key not in out]
             images = []
             for it in batch:
-                with pil_open(Path(it.image) if it.real else rd.root / it.image) as im:
-                    image = im.convert("RGB")
+                image = _read_rgb(Path(it.image) if it.real else rd.root / it.image, it)
                 images.append(_fit_real(image, it.width, it.height) if it.real else image)
             rows = []
             for it, image, pred in zip(batch, images, scorer.extract(images)):
