@@ -411,7 +411,8 @@ def test_preflight_builds_the_extractor_of_a_spatial_model(tmp_path, monkeypatch
 
     monkeypatch.setattr(conditions, "extract_conditions", extract_conditions, raising=False)
     det = {"kind": f"{__name__}:NoDetector", "weights": "none"}
-    cfg = config_from_dict({"name": "p", "out": str(tmp_path), "model": {"name": "tiny", "modality": "depth"}, "detector": det})
+    cfg = config_from_dict({"name": "p", "out": str(tmp_path), "model": {"name": "tiny", "modality": "depth"},
+                            "detector": det})  # fmt: skip
     with pytest.raises(MissingWeightsError, match="no depth extractor"):
         preflight(cfg, device="cpu")
     preflight(config_from_dict({"name": "p", "out": str(tmp_path), "detector": det}), device="cpu")  # not spatial

@@ -248,7 +248,8 @@ def _per_layout(rows: Mapping[str, Mapping[str, Any]], items: Sequence[CondItem]
 
 
 def condition_metrics(rows: Mapping[str, Mapping[str, Any]], scorer: ConditionScorer, items: Sequence[CondItem],
-                      real: Sequence[CondItem] = (), *, n_boot: int, alpha: float, seed: int) -> dict[str, Any]:  # fmt: skip
+                      real: Sequence[CondItem] = (), *, n_boot: int, alpha: float,
+                      seed: int) -> dict[str, Any]:  # fmt: skip
     """``cond/<name>`` (mean over the images where defined, ``nan`` if none), their intervals over
     layouts when ``n_boot`` > 0, and ``cond/real/<name>`` (mean over the real images) when ``real``."""
     from gligen_eval.scoring import stats
