@@ -11,6 +11,9 @@ paired bootstrap interval, resampling **layouts** with the same draws for both r
   detections, phrase labels mapped to the objects' classes; ``kp/``: the pose model's detections on
   the layouts with keypoints); duplicated layouts become separate images. LVIS-style ``box/`` AP
   (it needs the LVIS source) is compared as point values;
+* the condition-consistency keys (``cond/*`` of spatial runs) are pooled means over the images of
+  the drawn layouts, from the runs' ``cond.jsonl`` rows (the real-image ceiling ``cond/real/*`` is
+  compared as point values);
 * metrics that are not sums over layouts (``fid``, ``kid``, ``clip/*``) are compared as point
   values, without an interval.
 
@@ -461,6 +464,12 @@ def _compare(baseline: Path, candidate: Path, gate_arg: Path | Gate | None, allo
     b_pairs = [(s.layout_id, s.sample_key) for s in b_samples]
     c_pairs = [(s.layout_id, s.sample_key) for s in c_samples]
     coco_stats: dict[str, tuple[_CocoStat, dict, dict]] = {}
+    b_cond: dict[str, Any] = {}
+    c_cond: dict[str, Any] = {}
+    if any(k.startswith("cond/") for k in keys):  # spatial runs: the per-image condition rows
+        from gligen_eval.scoring.consistency import sample_rows
+
+        b_cond, c_cond = sample_rows(base.path, base.manifest), sample_rows(cand.path, cand.manifest)
     rows = []
     for key in keys:
         rule = gate.rules.get(key) if gate else None
@@ -480,6 +489,16 @@ def _compare(baseline: Path, candidate: Path, gate_arg: Path | Gate | None, allo
             row.diff, row.lo, row.hi = stats.paired_bootstrap_diff(a, b, "pooled_mean", n_boot=n_boot, alpha=1 - conf,
                                                                    seed=seed)  # fmt: skip
             row.method = f"paired bootstrap over layouts ({n_boot} draws), pooled over instances"
+        elif key.startswith("cond/") and not key.startswith("cond/real/") and b_cond and c_cond:
+            from gligen_eval.scoring.consistency import layout_values
+
+            a = layout_values(b_cond, b_pairs, key, layout_ids)
+            b = layout_values(c_cond, c_pairs, key, layout_ids)
+            row.baseline = stats.point_estimate(a, "pooled_mean")
+            row.candidate = stats.point_estimate(b, "pooled_mean")
+            row.diff, row.lo, row.hi = stats.paired_bootstrap_diff(a, b, "pooled_mean", n_boot=n_boot, alpha=1 - conf,
+                                                                   seed=seed)  # fmt: skip
+            row.method = f"paired bootstrap over layouts ({n_boot} draws), pooled over images (cond.jsonl)"
         elif family is not None and _family_data(base, family) and _family_data(cand, family):
             if family not in coco_stats:
                 iou_type = "bbox" if family == "box" else "keypoints"

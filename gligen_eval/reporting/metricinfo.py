@@ -11,6 +11,22 @@ KP_KEYS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl
 _FIRST = ("box/mIoU", "box/success")
 _QUALITY = ("fid", "kid", "clip/global", "clip/regional")
 _LOWER_IS_BETTER = ("fid", "kid")
+_COND_WIDE = ("depth_rmse", "normal_angle_mean", "normal_angle_median")  # 0-255 levels and degrees: 2 decimals
+
+
+def _cond_names() -> tuple[str, ...]:
+    from gligen_eval.scoring.condition import METRIC_NAMES
+
+    return METRIC_NAMES
+
+
+def _cond_name(key: str) -> str | None:
+    """``canny_f1`` for ``cond/canny_f1`` and ``cond/real/canny_f1``; None for other keys."""
+    k = base_key(key)
+    if not k.startswith("cond/"):
+        return None
+    name = k.rsplit("/", 1)[-1]
+    return name if name in _cond_names() else None
 
 
 def is_ci_key(key: str) -> bool:
@@ -29,7 +45,12 @@ def is_coco_key(key: str) -> bool:
 
 
 def higher_is_better(key: str) -> bool:
-    """``False`` for distances (FID, KID and their variants), ``True`` for scores."""
+    """``False`` for distances (FID, KID and their variants) and condition errors (``cond/depth_rmse``,
+    ``cond/depth_absrel``, ``cond/normal_angle_mean``, ``cond/normal_angle_median``), ``True`` for scores."""
+    if _cond_name(key) is not None:
+        from gligen_eval.scoring.condition import lower_is_better
+
+        return not lower_is_better(base_key(key))
     head = base_key(key).split("/")[0]
     return head not in _LOWER_IS_BETTER and not base_key(key).startswith(tuple(f"{k}_" for k in _LOWER_IS_BETTER))
 
@@ -43,12 +64,17 @@ def _rank(key: str) -> tuple:
         return (2, KP_KEYS.index(key[3:]), key)
     if key in _QUALITY:
         return (3, _QUALITY.index(key), key)
+    cond = _cond_name(key)
+    if cond is not None:  # generated first, then the real-image ceiling
+        names = _cond_names()
+        return (3, 100 + names.index(cond) + (len(names) if key.startswith("cond/real/") else 0), key)
     return (4, 0, key)
 
 
 def order_metrics(keys: Iterable[str]) -> list[str]:
     """``box/`` COCO keys (``summarize()`` order), ``box/mIoU`` and ``box/success``, ``kp/`` COCO keys,
-    then FID, KID and CLIP, then the rest by name."""
+    then FID, KID and CLIP, then the ``cond/`` keys (``scoring.condition.METRIC_NAMES`` order,
+    ``cond/real/`` after them), then the rest by name."""
     return sorted(set(keys), key=_rank)
 
 
@@ -65,6 +91,8 @@ def metric_keys(metrics: dict[str, Any], skip: Iterable[str] = ()) -> list[str]:
 
 def decimals(key: str) -> int:
     k = base_key(key)
+    if _cond_name(k) in _COND_WIDE:
+        return 2
     if k.split("/")[0] == "fid":
         return 2
     return 4 if k.split("/")[0] == "kid" else 3

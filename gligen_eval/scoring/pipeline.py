@@ -21,10 +21,14 @@ What runs, each part only when configured (metric keys in brackets):
 * ``clip`` -- CLIP scores [``clip/global``, ``clip/regional``, ``clip/image``], one row per image in
   ``clip.jsonl``.
 * ``fid`` -- FID and KID against the real images [``fid``, ``kid``, ``kid/std``].
+* spatial modalities (the manifest's resolved ``modality``: hed, canny, depth, normal, sem) -- the
+  condition re-extracted from each image against the layout's input condition, one row per image
+  in ``cond.jsonl`` (:mod:`gligen_eval.scoring.consistency`) [``cond/<name>``, e.g. ``cond/canny_f1``],
+  and the same on the layouts' real images where they exist [``cond/real/<name>``].
 * ``scoring.bootstrap`` -- percentile intervals over layouts (seeded) [``<key>/lo``, ``<key>/hi``] for
   ``box/AP`` and ``kp/AP`` (``scoring.bootstrap_ap`` draws, see :mod:`gligen_eval.scoring.resample`;
   computed with faster-coco-eval whatever ``scoring.backend``), ``box/mIoU``, ``box/success`` and
-  the CLIP scores (``scoring.bootstrap`` draws).
+  the CLIP scores and the ``cond/`` keys (``scoring.bootstrap`` draws).
 
 Caching: detections are kept in ``detections.jsonl`` keyed by (sample key, detector fingerprint);
 real images get the key ``real-<hash of the file's bytes>`` (plus the phrases asked for, for
@@ -704,6 +708,10 @@ def score_run(
         clip_scores = clip_missing(rd, samples, layouts, clip_scorer, batch_size=cfg.clip.batch_size, dist=dist,
                                    progress=progress, reference_root=_layout_source_dir(cfg))  # fmt: skip
 
+    cond_pass = _condition_pass(rd, cfg, layouts, samples, dist=dist, progress=progress)
+    if cond_pass is not None:
+        scorers["condition"] = cond_pass[0].describe()
+
     distributed.barrier(dist)
     if not dist.is_main:
         return None, scorers
@@ -712,6 +720,8 @@ def score_run(
         if clip_scorer is not None:
             merge_rank_rows(rd, CLIP_ROWS, ("sample_key", "scorer"))
             clip_scores = clip_missing(rd, samples, layouts, clip_scorer, batch_size=cfg.clip.batch_size, progress=False)
+        if cond_pass is not None:
+            cond_pass = _condition_pass(rd, cfg, layouts, samples, merge=True, progress=False)
 
     # -- metrics (rank 0) -------------------------------------------------------------------------
     lvis_meta = _lvis_meta(cfg)
@@ -766,6 +776,12 @@ def score_run(
             per_layout.setdefault(s.layout_id, []).append(clip_scores[s.sample_key])
         metrics.update(clip_metrics(per_layout, ci=n_boot > 0, n_boot=max(n_boot, 1), alpha=alpha, seed=sc.bootstrap_seed))
 
+    if cond_pass is not None:
+        from gligen_eval.scoring.consistency import condition_metrics
+
+        metrics.update(condition_metrics(cond_pass[3], cond_pass[0], cond_pass[1], cond_pass[2], n_boot=n_boot,
+                                         alpha=alpha, seed=sc.bootstrap_seed))  # fmt: skip
+
     if cfg.fid.enabled:
         fid_metrics, scorers["fid"] = score_fid(rd, cfg.fid, layouts, samples, device=device)
         metrics.update({k: fid_metrics[k] for k in FID_KEYS if k in fid_metrics})
@@ -783,6 +799,23 @@ def score_run(
     store.atomic_write_json(rd.path(store.BREAKDOWNS), breakdowns)
     store.atomic_write_json(rd.path(store.METRICS), metrics)
     return metrics, scorers
+
+
+def _condition_pass(rd: store.RunDir, cfg: RunConfig, layouts: Sequence[Layout], samples: Sequence[SampleRecord], *,
+                    dist: distributed.DistInfo | None = None, progress: bool = True, merge: bool = False) -> Any:  # fmt: skip
+    """Spatial runs: the condition-consistency rows of the generated and real images (``cond.jsonl``).
+    Returns ``(scorer, generated items, real items, {key: row})``, or None for other modalities."""
+    from gligen_eval.scoring import consistency as cs
+
+    modality = cs.run_modality(rd, cfg)
+    if not cs.is_spatial(modality):
+        return None
+    if merge:
+        merge_rank_rows(rd, cs.COND_ROWS, ("key", "scorer"))
+    scorer = cs.ConditionScorer(str(modality), cs.condition_options(cfg.grounding))
+    items, real = cs.generated_items(samples), cs.real_items(layouts, samples)
+    rows = cs.cond_missing(rd, items + real, layouts, scorer, dist=dist, progress=progress)
+    return scorer, items, real, rows
 
 
 def _ci(key: str, bounds: tuple[float, float]) -> dict[str, float]:
@@ -815,7 +848,8 @@ def _score_pose(p: DetectorPass, layouts: Sequence[Layout], dets: Callable, brea
 def preflight(cfg: RunConfig, *, device: str, layouts: Sequence[Layout] | None = None) -> None:
     """Build every scoring model once and drop it, and check that the real images the scoring reads
     (``scoring.real_images``, FID's reference) are there for ``layouts``, so missing weights and
-    images fail before any image is generated."""
+    images fail before any image is generated. A spatial ``model.modality`` also builds its condition
+    extractor (kept cached for scoring)."""
     if layouts is not None:
         if cfg.scoring.real_images:
             for lay in layouts:
@@ -829,6 +863,10 @@ def preflight(cfg: RunConfig, *, device: str, layouts: Sequence[Layout] | None =
         build_clip_scorer(cfg.clip, device=device)
     if cfg.fid.enabled:
         build_fid_scorer(cfg.fid, device=device)
+    from gligen_eval.scoring import consistency as cs
+
+    if cs.is_spatial(cfg.model.modality):  # a spatial modality named in the config: its extractor for the cond/ keys
+        cs.check_extractor(str(cfg.model.modality), cs.condition_options(cfg.grounding))
     _release(device)
 
 
