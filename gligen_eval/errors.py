@@ -44,8 +44,8 @@ class RunDirError(GligenEvalError):
 
 
 class RunLockedError(GligenEvalError):
-    """Another process is writing the run directory (its lock file names the owner)."""
+    """Another process is writing the run directory ``path`` (the message names the owner)."""
 
     def __init__(self, message: str, *, path: str):
-        super().__init__(f"{path}: {message}")
+        super().__init__(message)
         self.path = path

@@ -166,17 +166,17 @@ class RunLock:
             elsewhere = "" if owner.host == socket.gethostname() else (
                 f" (if that process is no longer running, delete {self.path})")  # fmt: skip
             if owner.config_hash != self.config_hash:
-                raise RunLockedError(f"is being written by {owner} with another config; wait for it to finish "
-                                     f"or choose another --out{elsewhere}", path=str(self.root))  # fmt: skip
+                raise RunLockedError(f"{self.root} is being written by {owner} with another config; wait for it "
+                                     f"to finish or choose another --out{elsewhere}", path=str(self.root))  # fmt: skip
             if deadline is None:
                 deadline = time.monotonic() + wait
                 if wait > 0:
                     log.warning("%s: being written by %s with the same config; waiting for it to finish (up to "
                                 "%g s), then continuing from what it wrote", self.root, owner, wait)  # fmt: skip
             if time.monotonic() >= deadline:
-                raise RunLockedError(f"is still being written by {owner} with the same config after waiting "
-                                     f"{wait:g} s; run again once it has finished (or set {WAIT_ENV} to wait "
-                                     f"longer){elsewhere}", path=str(self.root))  # fmt: skip
+                raise RunLockedError(f"{self.root} is still being written by {owner} with the same config after "
+                                     f"waiting {wait:g} s; run again once it has finished (or set {WAIT_ENV} to "
+                                     f"wait longer){elsewhere}", path=str(self.root))  # fmt: skip
             time.sleep(self.poll)
 
     def release(self) -> None:
