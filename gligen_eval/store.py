@@ -11,6 +11,7 @@ Layout of a run directory (the contract reports and tools rely on)::
     RUN/metrics.json      flat, namespaced metrics ("box/AP", "box/mIoU", ...)
     RUN/breakdowns.json   per-category and other breakdowns
     RUN/report.md         short human summary
+    RUN/.lock             the writer's lock while a run writes the directory (:mod:`gligen_eval.runlock`)
 
 Every file is written atomically (temp file + rename) or appended line by line with a flush
 and fsync per batch, so a run killed at any moment loses at most the batch in flight. Files get
@@ -372,6 +373,6 @@ class RunDir:
 
         out: dict[tuple[str, str], list] = {}
         for f in self.record_files(DETECTIONS):
-            for r in iter_jsonl(f):
+            for r in iter_jsonl(f, partial_tail="skip"):  # read while scoring: the next append repairs a cut row
                 out[(r["sample_key"], r["detector"])] = [Detection.from_dict(d) for d in r["detections"]]
         return out

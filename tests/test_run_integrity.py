@@ -114,7 +114,7 @@ def _cut_rows(run: Path) -> None:
         _cut_last_row(run / name)
 
 
-@pytest.mark.parametrize("command", ["report", "compare"])
+@pytest.mark.parametrize("command", [pytest.param("report", marks=pytest.mark.slow), "compare"])
 def test_readers_warn_once_per_cut_record_file(run_copy, tmp_path, command, capsys):
     _cut_rows(run_copy)
     args = ["report", str(run_copy), "--out", str(tmp_path / "rep")] if command == "report" else \
@@ -175,3 +175,29 @@ def test_unwritable_out_is_one_line(tmp_path, monkeypatch, capsys):
     assert main(["run", "--out", str(out), *SMALL]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(out) in err and "Permission denied" in err and "writable --out" in err
+
+
+@pytest.mark.slow
+def test_damaged_image_is_repaired_by_its_rank_under_torchrun(tmp_path):
+    """A two-process re-score decodes the cached images: the rank whose chunk holds the damaged one makes
+    it again, and rank 0 scores once every rank is done."""
+    import subprocess
+    import sys
+
+    args = ["--set", "layouts.limit=4", "--set", "sampler.steps=2", "--set", "sampler.batch_size=2", "--no-progress"]
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), *args]) == 0
+    samples = store.RunDir(out).rows(store.SAMPLES)
+    image = out / samples[-1]["image"]  # in the second chunk: rank 1's
+    good = image.read_bytes()
+    image.write_bytes(good[:100] + bytes(b ^ 0xFF for b in good[100:164]) + good[164:])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(29700 + os.getpid() % 1000), "-m", "gligen_eval", "run", "--out", str(out), *args,
+           "--set", "scoring.instance_min_score=0.3"]  # fmt: skip
+    res = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "cached image damaged" in res.stderr
+    assert store.png_problem(image) is None
+    assert np.abs(_pixels(image) - _pixels_of(good, out)).max() <= 1
+    assert store.read_json(out / store.METRICS)["n_samples"] == len(samples)
+    assert not (out / ".lock").exists() and not list(out.glob("*.rank*.jsonl"))
