@@ -151,6 +151,9 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
     Under ``torchrun``/``accelerate launch`` every rank calls this; each generates and detects its
     share of the chunks, and rank 0 merges the records and scores.
     """
+    from gligen_eval.config import validate
+
+    validate(cfg)  # a bad config creates no run directory
     with writer_lock(cfg):
         if cfg.sweep.tau:
             return run_sweep(cfg, resume=resume, progress=progress)
