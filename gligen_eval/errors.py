@@ -32,3 +32,20 @@ class ConfigError(GligenEvalError, ValueError):
 
 class MissingWeightsError(GligenEvalError, FileNotFoundError):
     """Weights that are not available locally; the message says what to fetch and where to put it."""
+
+
+class RunDirError(GligenEvalError):
+    """An OS error (permission, read-only file system, full disk) while writing a run directory or another
+    output file; ``path`` is the file or folder. What was already written stays, so the run can be resumed."""
+
+    def __init__(self, message: str, *, path: str):
+        super().__init__(f"{path}: {message}")
+        self.path = path
+
+
+class RunLockedError(GligenEvalError):
+    """Another process is writing the run directory ``path`` (the message names the owner)."""
+
+    def __init__(self, message: str, *, path: str):
+        super().__init__(message)
+        self.path = path

@@ -151,9 +151,29 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
     Under ``torchrun``/``accelerate launch`` every rank calls this; each generates and detects its
     share of the chunks, and rank 0 merges the records and scores.
     """
-    if cfg.sweep.tau:
-        return run_sweep(cfg, resume=resume, progress=progress)
-    return _run_single(cfg, resume=resume, progress=progress)
+    from gligen_eval.config import validate
+
+    validate(cfg)  # a bad config creates no run directory
+    with writer_lock(cfg):
+        if cfg.sweep.tau:
+            return run_sweep(cfg, resume=resume, progress=progress)
+        return _run_single(cfg, resume=resume, progress=progress)
+
+
+def config_hash_of(cfg: RunConfig) -> str:
+    return stable_hash(cfg.to_dict())
+
+
+def writer_lock(cfg: RunConfig):
+    """The run directory's writer lock (:mod:`gligen_eval.runlock`), held by the main process only: under
+    ``torchrun`` rank 0 holds it for the whole job (a rank that fails makes the launcher stop the others)."""
+    import contextlib
+
+    from gligen_eval import distributed
+
+    if not distributed.env_world().is_main:
+        return contextlib.nullcontext()
+    return store.RunDir(run_dir_for(cfg)).lock(config_hash_of(cfg))
 
 
 def sweep_points(cfg: RunConfig) -> list[tuple[float, RunConfig]]:
@@ -186,7 +206,8 @@ def run_sweep(cfg: RunConfig, *, resume: bool = False, progress: bool = True) ->
     cache: dict[Any, Any] = {}
     points = []
     for tau, sub in sweep_points(cfg):
-        out = _run_single(sub, resume=resume, progress=progress, components_cache=cache)
+        with writer_lock(sub):
+            out = _run_single(sub, resume=resume, progress=progress, components_cache=cache)
         points.append({"tau": tau, "run": out.name, "metrics": _read_metrics(out)})
     if distributed.env_world().is_main:
         parameter = "sampler.alpha = [tau, 0, 1 - tau]" if cfg.sampler.schedule == "alpha" else "sampler.beta = tau"
@@ -226,7 +247,7 @@ def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
     progress = progress and dist.is_main
     if dist.is_main:
         _check_existing(rd, cfg, resume)
-        rd.root.mkdir(parents=True, exist_ok=True)
+        store.ensure_dir(rd.root)
     distributed.barrier(dist)
 
     layouts = load_run_layouts(cfg)
@@ -268,6 +289,10 @@ def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
     sampler_cfg = dataclasses.replace(cfg.sampler, alpha=alpha)
     settings = settings_for_key(cfg, alpha=alpha, grounding=grounding.describe())
     requests = make_requests(layouts, cfg, model_fp, settings)
+    if distributed.broadcast_object(dist, rd.exists()):  # decode every cached image: damaged ones are made
+        # again before anything else changes, while the old metrics still stand
+        generate_missing(rd, requests, sampler, sampler_cfg, settings, dist=dist, progress=progress, repair=True)
+        distributed.barrier(dist)
 
     manifest = {
         "schema_version": store.SCHEMA_VERSION,
@@ -372,10 +397,22 @@ def _uses_random_weights(cfg: RunConfig) -> bool:
 def _existing_samples(rd: store.RunDir) -> dict[str, SampleRecord]:
     out = {}
     for f in rd.record_files(store.SAMPLES):
-        for r in store.iter_jsonl(f):
-            s = SampleRecord.from_dict(r)
+        for s in store.iter_jsonl(f, SampleRecord.from_dict, partial_tail="skip"):  # the merge rewrites the file
             out[s.sample_key] = s
     return out
+
+
+def _cached_image_ok(rd: store.RunDir, req: Request, existing: dict[str, SampleRecord], repair: bool) -> bool:
+    """Whether a request needs no generation. ``repair``: only rows with a damaged image need it."""
+    path = rd.image_path(req.sample_key)
+    if not repair:
+        return req.sample_key in existing and store.is_complete_png(path)
+    if req.sample_key not in existing:
+        return True  # no row yet: the generation pass makes it
+    problem = store.png_problem(path)
+    if problem is not None:
+        log.warning("%s: cached image %s; generating it again", path, problem)
+    return problem is None
 
 
 def _merge_rank_samples(rd: store.RunDir, samples: list[SampleRecord]) -> None:
@@ -387,12 +424,15 @@ def _merge_rank_samples(rd: store.RunDir, samples: list[SampleRecord]) -> None:
 
 
 def generate_missing(rd: store.RunDir, requests: list[Request], sampler, sampler_cfg, settings: dict[str, Any], *,
-                     dist=None, progress: bool = True) -> list[SampleRecord]:  # fmt: skip
+                     dist=None, progress: bool = True, repair: bool = False) -> list[SampleRecord]:  # fmt: skip
     """Generate the images that are not in the run directory yet; returns SampleRecords in request order.
 
     Requests are cut into fixed batches in request order; a batch with any image missing or damaged
     is generated whole, so every image always comes from the same batch (bit-identical reruns), but
     only the missing images are written: images already in the run keep their files.
+    ``repair=True`` handles only the images that have a sample row, and decodes each of them
+    (:func:`~gligen_eval.store.png_problem`): any damaged one is made again. Otherwise an image with
+    a row counts as done when it is a complete PNG (the cheap check).
     Inpainting samples record the PSNR of the region outside their boxes against the input image.
     """
     from tqdm.auto import tqdm
@@ -403,10 +443,12 @@ def generate_missing(rd: store.RunDir, requests: list[Request], sampler, sampler
     existing = _existing_samples(rd)
     settings_hash = stable_hash(settings)
     extra = _schedule_extra(sampler_cfg, settings)
+    verdict: dict[str, bool] = {}
 
     def done(req: Request) -> bool:
-        path = rd.image_path(req.sample_key)
-        return req.sample_key in existing and store.is_complete_png(path)
+        if req.sample_key not in verdict:
+            verdict[req.sample_key] = _cached_image_ok(rd, req, existing, repair)
+        return verdict[req.sample_key]
 
     todo = [b for b in distributed.my_chunks(requests, sampler_cfg.batch_size, dist) if not all(map(done, b))]
     out_file = rd.rank_file(store.SAMPLES, dist.rank if dist.enabled else None)

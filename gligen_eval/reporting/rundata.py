@@ -1,8 +1,9 @@
 """Read a finished run directory for reports and comparisons.
 
 Everything is loaded lazily: a leaderboard only reads ``manifest.json`` and ``metrics.json``;
-plots, the gallery and the gate read the per-sample records when they need them. Bad records are
-an :class:`~gligen_eval.errors.InputError` naming the file and the line.
+plots, the gallery and the gate read the per-sample records when they need them (through
+:func:`gligen_eval.store.iter_jsonl`). Bad records are an :class:`~gligen_eval.errors.InputError`
+naming the file and the line; a last line cut short by an interrupted write is left out with a warning.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Mapping
 
 from gligen_eval import store
 from gligen_eval.errors import InputError
@@ -18,26 +19,6 @@ from gligen_eval.records import Detection, InstanceRecord, Layout, SampleRecord
 
 # Keys of metrics.json that count things rather than measure them.
 COUNT_KEYS = ("n_samples", "n_layouts", "n_instances")
-
-
-def _iter_records(path: Path, parse: Callable[[Mapping[str, Any]], Any]) -> Iterator[Any]:
-    if not path.is_file():
-        return
-    with open(path, encoding="utf-8") as f:
-        lines = f.readlines()
-    for i, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            if i == len(lines) and not line.endswith("\n"):
-                return  # a last line cut short by an interrupted run
-            raise InputError(f"not valid JSON ({e.msg})", path=str(path), record=f"line {i}") from None
-        try:
-            yield parse(row)
-        except (KeyError, TypeError, ValueError) as e:
-            raise InputError(f"bad record ({type(e).__name__}: {e})", path=str(path), record=f"line {i}") from None
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -213,7 +194,7 @@ class RunData:
     @cached_property
     def layouts(self) -> dict[str, Layout]:
         out: dict[str, Layout] = {}
-        for lay in _iter_records(self.path / store.LAYOUTS, Layout.from_dict):
+        for lay in store.iter_jsonl(self.path / store.LAYOUTS, Layout.from_dict):
             out[lay.layout_id] = lay
         return out
 
@@ -225,13 +206,13 @@ class RunData:
     def samples(self) -> list[SampleRecord]:
         out: dict[str, SampleRecord] = {}
         for part in self._parts(store.SAMPLES):
-            for s in _iter_records(part, SampleRecord.from_dict):
+            for s in store.iter_jsonl(part, SampleRecord.from_dict):
                 out[s.sample_key] = s  # a later row for the same key wins
         return list(out.values())
 
     @cached_property
     def instances(self) -> list[InstanceRecord]:
-        return list(_iter_records(self.path / store.INSTANCES, InstanceRecord.from_dict))
+        return list(store.iter_jsonl(self.path / store.INSTANCES, InstanceRecord.from_dict))
 
     @cached_property
     def _detections_by_detector(self) -> dict[str, dict[str, list[Detection]]]:
@@ -242,7 +223,7 @@ class RunData:
             return row["sample_key"], str(row.get("detector", "")), [Detection.from_dict(d) for d in row["detections"]]
 
         for part in self._parts(store.DETECTIONS):
-            for key, det, dets in _iter_records(part, parse):
+            for key, det, dets in store.iter_jsonl(part, parse):
                 by_detector.setdefault(det, {})[key] = dets
         return by_detector
 
