@@ -5,6 +5,12 @@ text encoder with random weights, then times our batched sampler on batches of *
 layouts for each option set: dtype (fp32/fp16/bf16), attention kernel (sdpa/classic),
 channels-last and torch.compile. Prints the device name with every figure.
 
+Then (unless ``--no-estimate``) it estimates the wall time of the paper protocol (COCO2014, 30K
+images, 512 px, 50 steps, CFG) on this device, from one measured end-to-end pass (see
+:mod:`protocol_estimate`): the FLOPs of one denoising step, counted with
+``torch.utils.flop_counter`` on the meta device, the measured time split between text encoding,
+UNet, VAE decode, PNG encoding and the detector, and the images/s they give.
+
     python benchmarks/bench_gpu.py                                  # cuda, 512 px, 50 steps
     python benchmarks/bench_gpu.py --batch 1,8,16 --options fp16,fp16+compile
     python benchmarks/bench_gpu.py --device cpu --size 64 --steps 2 --batch 2 --options fp32   # smoke check
@@ -68,6 +74,8 @@ def main() -> None:
     ap.add_argument("--batch", default="1,8")
     ap.add_argument("--options", default="fp32,fp16,bf16,fp16+classic,fp16+channels_last,fp16+compile")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-estimate", action="store_true", help="skip the 30K-protocol estimate")
+    ap.add_argument("--detector", default="yolov8x.yaml", help="detector timed in the estimate (random weights)")
     args = ap.parse_args()
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -101,8 +109,20 @@ def main() -> None:
         del sampler, comps
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
+    estimate = None
+    if not args.no_estimate:
+        from protocol_estimate import estimate_protocol, format_estimate
+
+        spec = args.options.split(",")[0].split("+")
+        comps = sd14_components(args.device, dtypes[spec[0]], args.size)
+        batch = int(args.batch.split(",")[-1])
+        estimate = estimate_protocol(comps, layouts(batch), device=args.device, device_name=device_name,
+                                     dtype=dtypes[spec[0]], size=args.size, steps=args.steps,
+                                     detector=args.detector)  # fmt: skip
+        if not args.json:
+            print(format_estimate(estimate))
     if args.json:
-        print(json.dumps(rows))
+        print(json.dumps({"rows": rows, "estimate": estimate} if estimate else rows))
 
 
 if __name__ == "__main__":
