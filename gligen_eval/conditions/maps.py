@@ -1,0 +1,136 @@
+"""Where the condition map of a layout comes from, and :func:`load_condition` itself.
+
+A given map is found, in this order, in ``map_dir`` (keyed by the layout id, then by the file name
+or stem of the layout's ``condition_map`` and ``image_path``; any image extension) and at the
+layout's own ``condition_map`` path. Two files for the same key (``x.png`` and ``x.jpg``) are an
+error rather than a guess. Every problem is one :class:`~gligen_eval.errors.InputError` line that
+names the layout and the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gligen_eval.conditions.options import check_modality, condition_options
+from gligen_eval.conditions.preprocess import MAX_SEM_LABEL, array_to_image, labels_to_input, map_to_input
+from gligen_eval.errors import ConfigError, InputError
+from gligen_eval.records import Layout
+
+MAP_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+SYNTHETIC_SOURCES: tuple[str, ...] = ("sample", "sample-kp")
+"""Layout sources without photos whose layouts get drawn maps under ``map: auto``."""
+
+
+def _record(layout: Layout) -> str:
+    return f"layout {layout.layout_id}"
+
+
+def _keys(layout: Layout) -> list[str]:
+    keys = [layout.layout_id]
+    for p in (layout.condition_map, layout.image_path):
+        if p:
+            keys += [Path(p).name, Path(p).stem]
+    return list(dict.fromkeys(k for k in keys if k))
+
+
+def find_in_map_dir(layout: Layout, map_dir: str | Path) -> Path | None:
+    """The file of ``layout`` in ``map_dir``: ``<key>`` itself if it is an image file, else ``<key>.<ext>``."""
+    d = Path(map_dir).expanduser()
+    if not d.is_dir():
+        raise InputError("grounding.map_dir is not a folder", path=str(map_dir), record=_record(layout))
+    for key in _keys(layout):
+        hits = []
+        exact = d / key
+        if exact.suffix.lower() in MAP_EXTENSIONS and exact.is_file():
+            hits.append(exact)
+        hits += [d / (key + ext) for ext in MAP_EXTENSIONS if (d / (key + ext)).is_file()]
+        hits = list(dict.fromkeys(hits))
+        if len(hits) > 1:
+            raise InputError(f"more than one map for this layout: {', '.join(h.name for h in hits)}; keep one",
+                             path=str(d), record=_record(layout))  # fmt: skip
+        if hits:
+            return hits[0]
+    return None
+
+
+def given_map_path(layout: Layout, map_dir: str | None) -> Path | None:
+    """The given map of ``layout`` (module docstring), or None when it has none."""
+    if map_dir:
+        hit = find_in_map_dir(layout, map_dir)
+        if hit is not None:
+            return hit
+    if layout.condition_map:
+        p = Path(layout.condition_map).expanduser()
+        if not p.is_file():
+            raise InputError("condition map not found", path=str(p), record=_record(layout))
+        return p
+    return None
+
+
+def read_image(path: Path | str, layout: Layout, what: str) -> Any:
+    """A PIL image, fully decoded; an unreadable file is an InputError naming it and the layout."""
+    from gligen_eval.imageio import pil_open
+
+    try:
+        img = pil_open(path)
+        img.load()
+    except Exception as e:  # PIL raises OSError, ValueError, SyntaxError, DecompressionBombError ...
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise InputError(f"cannot read {what} ({reason})", path=str(path), record=_record(layout)) from None
+    return img
+
+
+def _check_labels(img: Any, path: Path | str | None, layout: Layout) -> None:
+    where = {"path": str(path) if path is not None else None, "record": _record(layout)}
+    if img.mode in ("RGB", "RGBA"):
+        a = np.asarray(img.convert("RGB"))
+        if not ((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all()):
+            raise InputError("a sem map is a one-channel ADE20K label PNG (values 0-150), this one is in color "
+                             "(a colored visualisation?)", **where)  # fmt: skip
+    top = int(np.asarray(img.convert("L")).max())
+    if top > MAX_SEM_LABEL:
+        raise InputError(f"sem label {top} is outside 0..{MAX_SEM_LABEL} (ADE20K labels: 0 other, 1-150)", **where)
+
+
+def to_input(img: Any, modality: str, size: int, *, path: Path | str | None, layout: Layout) -> np.ndarray:
+    """A map image → the model input of ``modality`` (see :mod:`gligen_eval.conditions.preprocess`)."""
+    if modality == "sem":
+        _check_labels(img, path, layout)
+        return labels_to_input(img, size)
+    return map_to_input(img, size)
+
+
+def load_condition(layout: Layout, modality: str, *, size: int, **options: Any) -> np.ndarray:
+    """See :func:`gligen_eval.conditions.load_condition`."""
+    check_modality(modality)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ConfigError(f"condition map size must be a positive integer, got {size!r}")
+    opts = condition_options(options)
+    source = opts["map"]
+    if source in ("given", "auto"):
+        path = given_map_path(layout, opts["map_dir"])
+        if path is not None:
+            return to_input(read_image(path, layout, f"{modality} map"), modality, size, path=path, layout=layout)
+        if source == "given":
+            where = f"no file for it in {opts['map_dir']} (by layout id, image or map name)" if opts["map_dir"] else \
+                "no grounding.map_dir and no condition_map in the layout"  # fmt: skip
+            raise InputError(f"grounding.map is 'given' but there is no {modality} map: {where}", record=_record(layout))
+    if source in ("extract", "auto") and layout.image_path:
+        from gligen_eval.conditions.extract import extract_conditions
+
+        image = read_image(layout.image_path, layout, "real image")
+        arr = extract_conditions([image], modality, **opts)[0]
+        return to_input(array_to_image(arr), modality, size, path=layout.image_path, layout=layout)
+    if source == "extract":
+        raise InputError("grounding.map is 'extract' but the layout has no real image (image_path; set "
+                         "layouts.images_dir)", record=_record(layout))  # fmt: skip
+    if source == "synthetic" or layout.source in SYNTHETIC_SOURCES:
+        from gligen_eval.conditions.synthetic import draw_condition
+
+        return to_input(array_to_image(draw_condition(layout, modality)), modality, size, path=None, layout=layout)
+    raise InputError(f"no {modality} map: no given map (grounding.map_dir or the layout's condition_map) and no real "
+                     "image to extract one from (layouts.images_dir)", record=_record(layout))  # fmt: skip
