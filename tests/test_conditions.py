@@ -9,6 +9,7 @@ from PIL import Image
 from gligen_eval.conditions import (
     CONDITION_DEFAULTS,
     CONDITION_OPTIONS,
+    condition_image,
     extract_condition,
     load_condition,
 )
@@ -187,3 +188,19 @@ def test_ade20k_names():
     assert len(ADE20K_CLASSES) == 150 and len(set(ADE20K_CLASSES)) == 150
     assert ade20k_label("wall") == 1 and ade20k_label("person") == 13 and ade20k_label("flag") == 150
     assert ade20k_label("unicorn") == 0
+
+
+def test_condition_image_is_the_model_input_before_scaling(tmp_path):
+    rng = np.random.default_rng(1)
+    arr = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    lay = layout(condition_map=save(tmp_path / "m.png", arr))
+    for modality in ("canny", "normal"):
+        img = condition_image(lay, modality, size=24)
+        x = load_condition(lay, modality, size=24)
+        assert img.dtype == np.uint8 and img.shape == ((24, 24, 3) if modality == "normal" else (24, 24))
+        want = x.transpose(1, 2, 0) if modality == "normal" else x[0]
+        np.testing.assert_allclose(img / 127.5 - 1.0, want, atol=1e-6)
+    labels = np.zeros((16, 16), np.uint8)
+    labels[4:12, 4:12] = 42
+    sem = layout("s", condition_map=save(tmp_path / "s.png", labels))
+    np.testing.assert_array_equal(condition_image(sem, "sem", size=16), labels)

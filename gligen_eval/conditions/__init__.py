@@ -9,6 +9,11 @@ Public functions:
 
 ``load_condition(layout, modality, *, size, **options) -> np.ndarray``
     The model input of one layout (see its docstring); ``options`` are :data:`CONDITION_OPTIONS`.
+``condition_image(layout, modality, *, size, **options) -> np.ndarray``
+    The same map as uint8 at ``size`` × ``size`` before the ``[-1, 1]`` scaling, in the layout of
+    :func:`extract_condition`'s output (``HxW``; normal ``HxWx3``; hed/canny/depth: the channel the
+    downsampler reads, 0): what a re-extracted map of a generated image is compared with, and what
+    a gallery shows.
 ``extract_condition(image, modality, **options) -> np.ndarray``
     The map of one image (PIL image, ``HxWx3`` uint8 RGB array or a path) in the training
     convention, as a uint8 array at the image's own size:
@@ -85,6 +90,13 @@ def load_condition(layout: "Layout", modality: str, *, size: int, **options: Any
     return _load(layout, modality, size=size, **options)
 
 
+def condition_image(layout: "Layout", modality: str, *, size: int, **options: Any) -> "np.ndarray":
+    """:func:`load_condition`'s map as uint8 (``HxW``, normal ``HxWx3``; sem: labels) before the [-1, 1] scaling."""
+    from gligen_eval.conditions.maps import condition_image as _image
+
+    return _image(layout, modality, size=size, **options)
+
+
 def extract_condition(image: Any, modality: str, **options: Any) -> "np.ndarray":
     """The ``modality`` map of one image as uint8 in the training convention (module docstring)."""
     from gligen_eval.conditions.extract import extract_conditions as _extract
@@ -104,6 +116,7 @@ __all__ = [
     "CONDITION_OPTIONS",
     "MAP_SOURCES",
     "SPATIAL_MODALITIES",
+    "condition_image",
     "extract_condition",
     "extract_conditions",
     "load_condition",

@@ -3,7 +3,8 @@
 * depth: any transformers depth-estimation model (``AutoModelForDepthEstimation``: DPT / MiDaS,
   Depth Anything, ...). Relative models predict disparity (near = large) and are used as is;
   metric ones (``depth_estimation_type: metric``, ZoeDepth, DepthPro) are inverted first. The
-  prediction is upsampled (bicubic) to the image and min-max normalized per image, ``* 255``,
+  prediction is brought to the image size by the processor's own post-processing (bicubic) and
+  min-max normalized per image, ``* 255``,
   truncated to uint8, as the MiDaS annotator writes its maps: near = bright.
 * normal: a diffusers Marigold normals pipeline (``MarigoldNormalsPipeline``; one ensemble member,
   its default steps and resolution, generator seeded 0); ``(n * 0.5 + 0.5) * 255``.
@@ -106,8 +107,13 @@ def estimate_depth(bundle: tuple[Any, Any], images: Sequence[np.ndarray], device
     for chunk in _chunks(images):
         h, w = chunk[0].shape[:2]
         inputs = proc(images=chunk, return_tensors="pt").to(device)
-        pred = model(**inputs).predicted_depth.float()
-        pred = F.interpolate(pred[:, None], size=(h, w), mode="bicubic", align_corners=False)[:, 0]
+        outputs = model(**inputs)
+        post = getattr(proc, "post_process_depth_estimation", None)  # undoes the processor's padding, if any
+        if post is not None:
+            pred = torch.stack([r["predicted_depth"].reshape(h, w) for r in post(outputs, target_sizes=[(h, w)] * len(chunk))])
+        else:
+            pred = F.interpolate(outputs.predicted_depth[:, None], size=(h, w), mode="bicubic", align_corners=False)[:, 0]
+        pred = pred.float()
         if metric:
             pred = 1.0 / pred.clamp(min=1e-6)
         for d in pred:

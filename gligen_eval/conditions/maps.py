@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from gligen_eval.conditions.options import check_modality, condition_options
-from gligen_eval.conditions.preprocess import MAX_SEM_LABEL, array_to_image, labels_to_input, map_to_input
+from gligen_eval.conditions.preprocess import MAX_SEM_LABEL, array_to_image, labels_to_input, map_to_input, map_to_rgb
 from gligen_eval.errors import ConfigError, InputError
 from gligen_eval.records import Layout
 
@@ -96,41 +96,58 @@ def _check_labels(img: Any, path: Path | str | None, layout: Layout) -> None:
         raise InputError(f"sem label {top} is outside 0..{MAX_SEM_LABEL} (ADE20K labels: 0 other, 1-150)", **where)
 
 
-def to_input(img: Any, modality: str, size: int, *, path: Path | str | None, layout: Layout) -> np.ndarray:
-    """A map image → the model input of ``modality`` (see :mod:`gligen_eval.conditions.preprocess`)."""
+def source_map(layout: Layout, modality: str, **options: Any) -> tuple[Any, str | None]:
+    """The map of ``layout`` before preprocessing, as ``(PIL image, file it came from)`` (``map`` rules in
+    :data:`gligen_eval.conditions.MAP_SOURCES`); sem maps are checked to be label images."""
+    check_modality(modality)
+    opts = condition_options(options)
+    source = opts["map"]
+    found: tuple[Any, str | None] | None = None
+    if source in ("given", "auto"):
+        path = given_map_path(layout, opts["map_dir"])
+        if path is not None:
+            found = read_image(path, layout, f"{modality} map"), str(path)
+        elif source == "given":
+            where = f"no file for it in {opts['map_dir']} (by layout id, image or map name)" if opts["map_dir"] else \
+                "no grounding.map_dir and no condition_map in the layout"  # fmt: skip
+            raise InputError(f"grounding.map is 'given' but there is no {modality} map: {where}", record=_record(layout))
+    if found is None and source in ("extract", "auto") and layout.image_path:
+        from gligen_eval.conditions.extract import extract_conditions
+
+        image = read_image(layout.image_path, layout, "real image")
+        found = array_to_image(extract_conditions([image], modality, **opts)[0]), layout.image_path
+    if found is None and source == "extract":
+        raise InputError("grounding.map is 'extract' but the layout has no real image (image_path; set "
+                         "layouts.images_dir)", record=_record(layout))  # fmt: skip
+    if found is None and (source == "synthetic" or layout.source in SYNTHETIC_SOURCES):
+        from gligen_eval.conditions.synthetic import draw_condition
+
+        found = array_to_image(draw_condition(layout, modality)), None
+    if found is None:
+        raise InputError(f"no {modality} map: no given map (grounding.map_dir or the layout's condition_map) and no "
+                         "real image to extract one from (layouts.images_dir)", record=_record(layout))  # fmt: skip
     if modality == "sem":
-        _check_labels(img, path, layout)
-        return labels_to_input(img, size)
-    return map_to_input(img, size)
+        _check_labels(found[0], found[1], layout)
+    return found
+
+
+def _check_size(size: Any) -> None:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ConfigError(f"condition map size must be a positive integer, got {size!r}")
 
 
 def load_condition(layout: Layout, modality: str, *, size: int, **options: Any) -> np.ndarray:
     """See :func:`gligen_eval.conditions.load_condition`."""
-    check_modality(modality)
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ConfigError(f"condition map size must be a positive integer, got {size!r}")
-    opts = condition_options(options)
-    source = opts["map"]
-    if source in ("given", "auto"):
-        path = given_map_path(layout, opts["map_dir"])
-        if path is not None:
-            return to_input(read_image(path, layout, f"{modality} map"), modality, size, path=path, layout=layout)
-        if source == "given":
-            where = f"no file for it in {opts['map_dir']} (by layout id, image or map name)" if opts["map_dir"] else \
-                "no grounding.map_dir and no condition_map in the layout"  # fmt: skip
-            raise InputError(f"grounding.map is 'given' but there is no {modality} map: {where}", record=_record(layout))
-    if source in ("extract", "auto") and layout.image_path:
-        from gligen_eval.conditions.extract import extract_conditions
+    _check_size(size)
+    img, _ = source_map(layout, modality, **options)
+    return labels_to_input(img, size) if modality == "sem" else map_to_input(img, size)
 
-        image = read_image(layout.image_path, layout, "real image")
-        arr = extract_conditions([image], modality, **opts)[0]
-        return to_input(array_to_image(arr), modality, size, path=layout.image_path, layout=layout)
-    if source == "extract":
-        raise InputError("grounding.map is 'extract' but the layout has no real image (image_path; set "
-                         "layouts.images_dir)", record=_record(layout))  # fmt: skip
-    if source == "synthetic" or layout.source in SYNTHETIC_SOURCES:
-        from gligen_eval.conditions.synthetic import draw_condition
 
-        return to_input(array_to_image(draw_condition(layout, modality)), modality, size, path=None, layout=layout)
-    raise InputError(f"no {modality} map: no given map (grounding.map_dir or the layout's condition_map) and no real "
-                     "image to extract one from (layouts.images_dir)", record=_record(layout))  # fmt: skip
+def condition_image(layout: Layout, modality: str, *, size: int, **options: Any) -> np.ndarray:
+    """See :func:`gligen_eval.conditions.condition_image`."""
+    _check_size(size)
+    img, _ = source_map(layout, modality, **options)
+    if modality == "sem":
+        return labels_to_input(img, size).astype(np.uint8)
+    rgb = map_to_rgb(img, size)
+    return np.ascontiguousarray(rgb if modality == "normal" else rgb[:, :, 0])

@@ -24,12 +24,16 @@ def center_crop(image: Any) -> Any:
     return image.crop((left, top, left + side, top + side))
 
 
-def map_to_input(image: Any, size: int) -> np.ndarray:
-    """A map image (any mode) → float32 ``(3, size, size)`` in [-1, 1], as the official code reads it (RGB)."""
+def map_to_rgb(image: Any, size: int) -> np.ndarray:
+    """A map image (any mode) read as RGB, center-cropped and resized (bicubic): uint8 ``(size, size, 3)``."""
     from PIL import Image
 
-    img = center_crop(image.convert("RGB")).resize((size, size), Image.BICUBIC)
-    x = np.asarray(img, dtype=np.float32).transpose(2, 0, 1)
+    return np.asarray(center_crop(image.convert("RGB")).resize((size, size), Image.BICUBIC))
+
+
+def map_to_input(image: Any, size: int) -> np.ndarray:
+    """A map image (any mode) → float32 ``(3, size, size)`` in [-1, 1], as the official code reads it (RGB)."""
+    x = map_to_rgb(image, size).astype(np.float32).transpose(2, 0, 1)
     return np.ascontiguousarray((x / 255.0 - 0.5) / 0.5)
 
 
