@@ -162,6 +162,18 @@ def test_extracted_map_from_the_layout_image(tmp_path):
     assert x.shape == (3, 48, 48)
     want = extract_condition(img, "canny")[:, 8:56]
     np.testing.assert_allclose(x[0], want / 127.5 - 1.0, atol=1e-6)
+    # remembered per file state: the next seed's batch does not extract again; a changed file does
+    from gligen_eval.conditions.maps import _extract_cached
+
+    hits = _extract_cached.cache_info().hits
+    np.testing.assert_array_equal(load_condition(lay, "canny", size=48), x)
+    assert _extract_cached.cache_info().hits == hits + 1
+    save(tmp_path / "photo.png", 255 - img)
+    import os
+
+    os.utime(tmp_path / "photo.png", ns=(1, 10**18))
+    assert load_condition(lay, "canny", size=48, canny_low=10, canny_high=20).shape == (3, 48, 48)
+    assert _extract_cached.cache_info().hits == hits + 1
 
 
 def test_synthetic_maps_of_the_sample():

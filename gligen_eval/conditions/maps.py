@@ -9,6 +9,7 @@ names the layout and the file.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,33 @@ def _check_labels(img: Any, path: Path | str | None, layout: Layout) -> None:
         raise InputError(f"sem label {top} is outside 0..{MAX_SEM_LABEL} (ADE20K labels: 0 other, 1-150)", **where)
 
 
+_EXTRACT_KEYS = {"canny": ("canny_low", "canny_high"), "hed": ("hed_weights",), "depth": ("depth_model",),
+                 "normal": ("normal_model",), "sem": ("sem_model",)}  # fmt: skip
+
+
+def extracted_map(layout: Layout, modality: str, opts: dict[str, Any]) -> np.ndarray:
+    """The map extracted from the layout's real image; remembered per file state and extractor, so the
+    batches of one layout's seeds do not extract it again."""
+    p = Path(layout.image_path or "")
+    try:
+        st = p.stat()
+    except OSError:
+        raise InputError("real image not found", path=str(p), record=_record(layout)) from None
+    settings = tuple(opts[k] for k in _EXTRACT_KEYS[modality])
+    return _extract_cached(str(p), st.st_mtime_ns, st.st_size, modality, settings, opts["extract_device"], layout)
+
+
+@functools.lru_cache(maxsize=128)
+def _extract_cached(path: str, mtime_ns: int, nbytes: int, modality: str, settings: tuple, device: str,
+                    layout: Layout) -> np.ndarray:  # fmt: skip
+    from gligen_eval.conditions.extract import extract_conditions
+
+    options = dict(zip(_EXTRACT_KEYS[modality], settings), extract_device=device)
+    arr = extract_conditions([read_image(path, layout, "real image")], modality, **options)[0]
+    arr.setflags(write=False)
+    return arr
+
+
 def source_map(layout: Layout, modality: str, **options: Any) -> tuple[Any, str | None]:
     """The map of ``layout`` before preprocessing, as ``(PIL image, file it came from)`` (``map`` rules in
     :data:`gligen_eval.conditions.MAP_SOURCES`); sem maps are checked to be label images."""
@@ -112,10 +140,7 @@ def source_map(layout: Layout, modality: str, **options: Any) -> tuple[Any, str 
                 "no grounding.map_dir and no condition_map in the layout"  # fmt: skip
             raise InputError(f"grounding.map is 'given' but there is no {modality} map: {where}", record=_record(layout))
     if found is None and source in ("extract", "auto") and layout.image_path:
-        from gligen_eval.conditions.extract import extract_conditions
-
-        image = read_image(layout.image_path, layout, "real image")
-        found = array_to_image(extract_conditions([image], modality, **opts)[0]), layout.image_path
+        found = array_to_image(extracted_map(layout, modality, opts)), layout.image_path
     if found is None and source == "extract":
         raise InputError("grounding.map is 'extract' but the layout has no real image (image_path; set "
                          "layouts.images_dir)", record=_record(layout))  # fmt: skip
