@@ -82,7 +82,8 @@ class SamplerConfig:
 @dataclass
 class GroundingConfig:
     """Where image grounding and inpainting get their images (``auto``: the layout's own images for
-    real models, drawn ones for the tiny offline model, whose sample layouts have no photos)."""
+    real models, drawn ones for the tiny offline model, whose sample layouts have no photos), and where
+    spatial models get their condition maps (:mod:`gligen_eval.conditions`)."""
 
     reference_images: Literal["auto", "given", "crop", "synthetic"] = "auto"
     """Text+image: ``given`` (each object's ``reference_image``), ``crop`` (its box in the layout's
