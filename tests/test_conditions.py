@@ -216,3 +216,23 @@ def test_condition_image_is_the_model_input_before_scaling(tmp_path):
     labels[4:12, 4:12] = 42
     sem = layout("s", condition_map=save(tmp_path / "s.png", labels))
     np.testing.assert_array_equal(condition_image(sem, "sem", size=16), labels)
+
+
+def test_diode_style_float_normals_and_npy_maps(tmp_path):
+    n = np.zeros((8, 8, 3), dtype=np.float32)  # 0 where there is no normal, as DIODE ships them
+    n[:4] = (0.0, 0.0, 1.0)
+    n[4:, :4] = (0.6, -0.8, 0.0)
+    np.save(tmp_path / "n.npy", n)
+    x = load_condition(layout(condition_map=str(tmp_path / "n.npy")), "normal", size=8)
+    np.testing.assert_allclose(x.transpose(1, 2, 0), np.round((n * 0.5 + 0.5) * 255) / 127.5 - 1, atol=1e-6)
+    np.save(tmp_path / "L1.npy", np.full((8, 8), 255, dtype=np.uint8))  # uint8 .npy maps, found by id
+    assert load_condition(layout("L1"), "canny", size=8, map_dir=str(tmp_path)).min() == pytest.approx(1.0)
+    np.save(tmp_path / "bad.npy", n * 3)
+    with pytest.raises(InputError, match=r"bad\.npy \[layout L1\]: a float normal map holds unit normals"):
+        load_condition(layout(condition_map=str(tmp_path / "bad.npy")), "normal", size=8)
+    np.save(tmp_path / "f.npy", n)
+    with pytest.raises(InputError, match="uint8 HxW or HxWx3 array, got float32"):
+        load_condition(layout(condition_map=str(tmp_path / "f.npy")), "depth", size=8)
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(InputError, match=r"obj\.npy \[layout L1\]: cannot read normal map"):
+        load_condition(layout(condition_map=str(tmp_path / "obj.npy")), "normal", size=8)

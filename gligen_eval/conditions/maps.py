@@ -3,7 +3,9 @@
 A given map is found, in this order, in ``map_dir`` (keyed by the layout id, then by the file name
 or stem of the layout's ``condition_map`` and ``image_path``; any image extension) and at the
 layout's own ``condition_map`` path. Two files for the same key (``x.png`` and ``x.jpg``) are an
-error rather than a guess. Every problem is one :class:`~gligen_eval.errors.InputError` line that
+error rather than a guess. A ``.npy`` map is a uint8 ``HxW``/``HxWx3`` array, or for normals a float
+``HxWx3`` array of unit normals in [-1, 1] as DIODE ships them (0 where there is none), stored as
+``(n * 0.5 + 0.5) * 255``; it is read without pickles. Every problem is one :class:`~gligen_eval.errors.InputError` line that
 names the layout and the file.
 """
 
@@ -20,7 +22,7 @@ from gligen_eval.conditions.preprocess import MAX_SEM_LABEL, array_to_image, lab
 from gligen_eval.errors import ConfigError, InputError
 from gligen_eval.records import Layout
 
-MAP_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+MAP_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".npy")
 
 SYNTHETIC_SOURCES: tuple[str, ...] = ("sample", "sample-kp")
 """Layout sources without photos whose layouts get drawn maps under ``map: auto``."""
@@ -85,6 +87,24 @@ def read_image(path: Path | str, layout: Layout, what: str) -> Any:
     return img
 
 
+def read_npy_map(path: Path | str, layout: Layout, modality: str) -> Any:
+    """A ``.npy`` map (module docstring) as a PIL image."""
+    try:
+        a = np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise InputError(f"cannot read {modality} map ({' '.join(str(e).split())})", path=str(path), record=_record(layout)) from None
+    if a.ndim == 3 and a.shape[0] == 3 and a.shape[2] != 3:
+        a = a.transpose(1, 2, 0)  # channels first
+    if a.dtype.kind == "f" and modality == "normal" and a.ndim == 3 and a.shape[2] == 3:
+        if not np.isfinite(a).all() or np.abs(a).max() > 1.0 + 1e-3:
+            raise InputError("a float normal map holds unit normals in [-1, 1]", path=str(path), record=_record(layout))
+        a = np.round((np.clip(a, -1.0, 1.0) * 0.5 + 0.5) * 255.0).astype(np.uint8)
+    if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)):
+        raise InputError(f"a .npy {modality} map is a uint8 HxW or HxWx3 array" + (" (or float unit normals)" if
+                         modality == "normal" else "") + f", got {a.dtype} {a.shape}", path=str(path), record=_record(layout))  # fmt: skip
+    return array_to_image(np.ascontiguousarray(a))
+
+
 def _check_labels(img: Any, path: Path | str | None, layout: Layout) -> None:
     where = {"path": str(path) if path is not None else None, "record": _record(layout)}
     if img.mode in ("RGB", "RGBA"):
@@ -134,7 +154,9 @@ def source_map(layout: Layout, modality: str, **options: Any) -> tuple[Any, str 
     if source in ("given", "auto"):
         path = given_map_path(layout, opts["map_dir"])
         if path is not None:
-            found = read_image(path, layout, f"{modality} map"), str(path)
+            img = read_npy_map(path, layout, modality) if path.suffix.lower() == ".npy" else \
+                read_image(path, layout, f"{modality} map")  # fmt: skip
+            found = img, str(path)
         elif source == "given":
             where = f"no file for it in {opts['map_dir']} (by layout id, image or map name)" if opts["map_dir"] else \
                 "no grounding.map_dir and no condition_map in the layout"  # fmt: skip
