@@ -3,10 +3,10 @@
 A given map is found, in this order, in ``map_dir`` (keyed by the layout id, then by the file name
 or stem of the layout's ``condition_map`` and ``image_path``; any image extension) and at the
 layout's own ``condition_map`` path. Two files for the same key (``x.png`` and ``x.jpg``) are an
-error rather than a guess. A ``.npy`` map is a uint8 ``HxW``/``HxWx3`` array, or for normals a float
-``HxWx3`` array of unit normals in [-1, 1] as DIODE ships them (0 where there is none), stored as
-``(n * 0.5 + 0.5) * 255``; it is read without pickles. Every problem is one :class:`~gligen_eval.errors.InputError` line that
-names the layout and the file.
+error rather than a guess. A ``.npy`` map is a uint8 ``HxW``/``HxWx3`` array, or for normals a
+float ``HxWx3`` array of unit normals in [-1, 1] as DIODE ships them (0 where there is none),
+stored as ``(n * 0.5 + 0.5) * 255``; it is read without pickles. Every problem is one
+:class:`~gligen_eval.errors.InputError` line that names the layout and the file.
 """
 
 from __future__ import annotations
