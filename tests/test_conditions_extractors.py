@@ -182,3 +182,14 @@ def test_tiny_marigold_normals_are_unit_vectors():
     assert np.abs(np.linalg.norm(n, axis=2) - 1).max() < 0.05
     again = extract_condition(photo(), "normal", normal_model="tiny")  # seeded: the same map again
     assert np.abs(again.astype(int) - out[0]).max() <= 1
+
+
+def test_an_empty_list_only_builds_the_extractor():
+    from gligen_eval.conditions.extract import extractor_model
+
+    assert extract_conditions([], "hed", hed_weights="tiny") == []
+    hits = extractor_model.cache_info().hits
+    extract_condition(photo(), "hed", hed_weights="tiny")
+    assert extractor_model.cache_info().hits == hits + 1  # built once, reused
+    with pytest.raises(MissingWeightsError):
+        extract_conditions([], "hed")

@@ -30,7 +30,8 @@ Public functions:
     Options it does not use (``map``, ``map_dir``, other modalities' models) are accepted and
     ignored, so a caller can pass the whole ``grounding`` options; other names are an error.
 ``extract_conditions(images, modality, **options) -> list[np.ndarray]``
-    The same for a list of images (one model load, batched forward passes).
+    The same for a list of images (one model load, batched forward passes). An empty list only
+    builds the model (kept for later calls): a cheap check that the weights are there.
 
 Model references (``hed_weights``, ``depth_model``, ``normal_model``, ``sem_model``) are files or
 folders on disk or hub ids already in the local Hugging Face cache (never downloaded); ``tiny``
