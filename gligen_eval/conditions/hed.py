@@ -30,6 +30,8 @@ TINY_WIDTHS = (4, 8, 8, 8, 8)
 _CONVS_PER_STAGE = (2, 2, 3, 3, 3)
 _STAGES = ("One", "Two", "Thr", "Fou", "Fiv")
 CAFFE_BGR_MEAN = (104.00698793, 116.66876762, 122.67891434)
+_FETCH = ("fetch `hf download lllyasviel/Annotators ControlNetHED.pth` (or the original HED, "
+          "`hf download lllyasviel/ControlNet annotator/ckpts/network-bsds500.pth`) and set grounding.hed_weights to the file")  # fmt: skip
 
 
 class OriginalHED(nn.Module):
@@ -130,14 +132,10 @@ def load_hed(ref: str | None) -> nn.Module:
     if ref == "tiny":
         return tiny_hed()
     if not ref:
-        raise MissingWeightsError(
-            "HED extraction needs weights: set grounding.hed_weights to a HED state dict on disk, e.g. "
-            "ControlNetHED.pth from the lllyasviel/Annotators hub repo, or the original HED network-bsds500.pth"
-        )
+        raise MissingWeightsError(f"HED extraction needs weights: {_FETCH}")
     path = Path(ref).expanduser()
     if not path.is_file():
-        raise MissingWeightsError(f"HED weights not found: {path} (fetch ControlNetHED.pth from lllyasviel/Annotators, "
-                                  "or the original HED network-bsds500.pth, and point grounding.hed_weights at it)")  # fmt: skip
+        raise MissingWeightsError(f"HED weights not found: {path}; {_FETCH}")
     state = {k.replace("module", "net", 1) if k.startswith("module") else k: v for k, v in read_state_dict(path).items()}
     net: nn.Module
     if "block1.projection.weight" in state:
