@@ -193,3 +193,12 @@ def test_an_empty_list_only_builds_the_extractor():
     assert extractor_model.cache_info().hits == hits + 1  # built once, reused
     with pytest.raises(MissingWeightsError):
         extract_conditions([], "hed")
+
+
+def test_large_sem_maps_are_labelled_at_a_bounded_size(monkeypatch):
+    img = photo(60, 90)
+    full = extract_condition(img, "sem", sem_model="tiny")
+    monkeypatch.setattr(estimators, "SEM_WORK_SIDE", 30)
+    small = extract_condition(img, "sem", sem_model="tiny")
+    assert small.shape == full.shape == (60, 90) and set(np.unique(small)) <= set(range(1, 151))
+    assert np.mean(small == full) > 0.5  # the same segmentation, coarser

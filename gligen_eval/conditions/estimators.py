@@ -10,7 +10,8 @@
   its default steps and resolution, generator seeded 0); ``(n * 0.5 + 0.5) * 255``.
 * sem: an ADE20K semantic segmenter (``AutoModelForSemanticSegmentation``: SegFormer, UperNet,
   Mask2Former ...; 150 labels in ADE20K order), its processor's semantic post-processing at the
-  image size, class ``c`` → label ``c + 1`` (0 stays "other").
+  image size (long side at most :data:`SEM_WORK_SIDE`, then NEAREST), class ``c`` → label ``c + 1``
+  (0 stays "other").
 
 A model reference is a local folder or a hub id already in the local cache (``local_files_only``:
 never downloaded); ``tiny`` builds a small seeded random model (tests). Weight files are read
@@ -30,6 +31,8 @@ from gligen_eval.errors import InputError, MissingWeightsError
 
 _METRIC_TYPES = ("zoedepth", "depth_pro")
 CHUNK = 8
+SEM_WORK_SIDE = 1024
+"""Class scores are upsampled to at most this long side, the labels then NEAREST to the image size."""
 
 
 def _missing(what: str, ref: str, key: str) -> MissingWeightsError:
@@ -158,11 +161,20 @@ def segment_ade20k(bundle: tuple[Any, Any], images: Sequence[np.ndarray], device
     proc, model = bundle
     model = model.to(device)
     out = []
+    from PIL import Image
+
+    out = []
     for chunk in _chunks(images):
         h, w = chunk[0].shape[:2]
+        scale = min(1.0, SEM_WORK_SIDE / max(h, w))  # 150 class scores per pixel: upsample to a bounded size
+        wh, ww = max(1, round(h * scale)), max(1, round(w * scale))
         inputs = proc(images=chunk, return_tensors="pt").to(device)
-        seg = proc.post_process_semantic_segmentation(model(**inputs), target_sizes=[(h, w)] * len(chunk))
-        out += [(s.cpu().numpy().astype(np.int64) + 1).clip(0, 150).astype(np.uint8) for s in seg]
+        seg = proc.post_process_semantic_segmentation(model(**inputs), target_sizes=[(wh, ww)] * len(chunk))
+        for s in seg:
+            labels = (s.cpu().numpy().astype(np.int64) + 1).clip(0, 150).astype(np.uint8)
+            if (wh, ww) != (h, w):
+                labels = np.asarray(Image.fromarray(labels).resize((w, h), Image.NEAREST))
+            out.append(labels)
     return out
 
 
