@@ -60,6 +60,9 @@ def test_hed_weight_files_load_safely_in_both_layouts(tmp_path):
     torch.save({"model": SimpleNamespace(a=1)}, tmp_path / "evil.pth")
     with pytest.raises(InputError, match=r"evil\.pth: not a plain state dict"):
         load_hed(str(tmp_path / "evil.pth"))
+    (tmp_path / "broken.safetensors").write_bytes(b"\x00" * 16)
+    with pytest.raises(InputError, match=r"broken\.safetensors: not a readable safetensors file"):
+        load_hed(str(tmp_path / "broken.safetensors"))
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
     with pytest.raises(InputError, match="not a HED state dict"):
         load_hed(str(tmp_path / "other.pth"))
