@@ -100,7 +100,8 @@ def test_missing_weights_fail_fast_with_what_to_fetch(tmp_path):
     img = photo()
     cases = [("hed", {}, "grounding.hed_weights"), ("hed", {"hed_weights": str(tmp_path / "x.pth")}, "not found"),
              ("depth", {}, "hf download Intel/dpt-hybrid-midas"), ("sem", {}, "openmmlab/upernet-convnext-small"),
-             ("normal", {}, "prs-eth/marigold-normals"), ("depth", {"depth_model": str(tmp_path / "none")}, "folder not found")]  # fmt: skip
+             ("normal", {}, "prs-eth/marigold-normals"),
+             ("depth", {"depth_model": str(tmp_path / "none")}, "folder not found")]  # fmt: skip
     for modality, opts, needle in cases:
         for limit in (60, 5):  # the first call pays the lazy imports; no hub retries either time
             t0 = time.perf_counter()
@@ -159,8 +160,9 @@ def test_tiny_depth_and_sem_models_and_their_folders(tmp_path):
     np.testing.assert_array_equal(extract_condition(imgs[0], "depth", depth_model=str(tmp_path / "depth")), depth[0])
     from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
-    SegformerForSemanticSegmentation(SegformerConfig(num_labels=19, depths=[1] * 4, hidden_sizes=[8, 8, 16, 16],
-                                                     num_attention_heads=[1] * 4, decoder_hidden_size=16)).save_pretrained(tmp_path / "city")  # fmt: skip
+    cfg = SegformerConfig(num_labels=19, depths=[1] * 4, hidden_sizes=[8, 8, 16, 16], num_attention_heads=[1] * 4,
+                          decoder_hidden_size=16)  # fmt: skip
+    SegformerForSemanticSegmentation(cfg).save_pretrained(tmp_path / "city")
     estimators.tiny_segmenter()[0].save_pretrained(tmp_path / "city")
     with pytest.raises(InputError, match="150 ADE20K classes.*19 labels"):
         extract_condition(imgs[0], "sem", sem_model=str(tmp_path / "city"))

@@ -136,8 +136,8 @@ def load_segmenter(ref: str) -> tuple[Any, Any]:
         return tiny_segmenter()
     from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
-    proc, model = _from_pretrained("sem model", "sem_model", ref,
-                                   [AutoImageProcessor.from_pretrained, AutoModelForSemanticSegmentation.from_pretrained])  # fmt: skip
+    loaders = [AutoImageProcessor.from_pretrained, AutoModelForSemanticSegmentation.from_pretrained]
+    proc, model = _from_pretrained("sem model", "sem_model", ref, loaders)
     n = model.config.num_labels
     first = str((model.config.id2label or {}).get(0, "wall")).lower()
     if n != 150 or not (first.startswith("wall") or first.startswith("label_")):
@@ -218,8 +218,9 @@ def tiny_normals(seed: int = 0) -> Any:
     sched = DDIMScheduler(num_train_timesteps=1000, prediction_type="v_prediction", timestep_spacing="trailing",
                           beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
                           set_alpha_to_one=False)  # fmt: skip
-    pipe = MarigoldNormalsPipeline(unet=unet.eval(), vae=vae.eval(), scheduler=sched, text_encoder=text.eval(), tokenizer=tok,
-                                   prediction_type="normals", default_denoising_steps=1, default_processing_resolution=32)  # fmt: skip
+    pipe = MarigoldNormalsPipeline(unet=unet.eval(), vae=vae.eval(), scheduler=sched, text_encoder=text.eval(),
+                                   tokenizer=tok, prediction_type="normals", default_denoising_steps=1,
+                                   default_processing_resolution=32)  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

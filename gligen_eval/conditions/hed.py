@@ -30,8 +30,8 @@ TINY_WIDTHS = (4, 8, 8, 8, 8)
 _CONVS_PER_STAGE = (2, 2, 3, 3, 3)
 _STAGES = ("One", "Two", "Thr", "Fou", "Fiv")
 CAFFE_BGR_MEAN = (104.00698793, 116.66876762, 122.67891434)
-_FETCH = ("fetch `hf download lllyasviel/Annotators ControlNetHED.pth` (or the original HED, "
-          "`hf download lllyasviel/ControlNet annotator/ckpts/network-bsds500.pth`) and set grounding.hed_weights to the file")  # fmt: skip
+_FETCH = ("fetch `hf download lllyasviel/Annotators ControlNetHED.pth` (or the original HED, `hf download "
+          "lllyasviel/ControlNet annotator/ckpts/network-bsds500.pth`) and set grounding.hed_weights to the file")
 
 
 class OriginalHED(nn.Module):

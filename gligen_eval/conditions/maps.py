@@ -89,19 +89,20 @@ def read_image(path: Path | str, layout: Layout, what: str) -> Any:
 
 def read_npy_map(path: Path | str, layout: Layout, modality: str) -> Any:
     """A ``.npy`` map (module docstring) as a PIL image."""
+    where = {"path": str(path), "record": _record(layout)}
     try:
         a = np.load(path, allow_pickle=False)
     except Exception as e:
-        raise InputError(f"cannot read {modality} map ({' '.join(str(e).split())})", path=str(path), record=_record(layout)) from None
+        raise InputError(f"cannot read {modality} map ({' '.join(str(e).split())})", **where) from None
     if a.ndim == 3 and a.shape[0] == 3 and a.shape[2] != 3:
         a = a.transpose(1, 2, 0)  # channels first
     if a.dtype.kind == "f" and modality == "normal" and a.ndim == 3 and a.shape[2] == 3:
         if not np.isfinite(a).all() or np.abs(a).max() > 1.0 + 1e-3:
-            raise InputError("a float normal map holds unit normals in [-1, 1]", path=str(path), record=_record(layout))
+            raise InputError("a float normal map holds unit normals in [-1, 1]", **where)
         a = np.round((np.clip(a, -1.0, 1.0) * 0.5 + 0.5) * 255.0).astype(np.uint8)
     if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)):
-        raise InputError(f"a .npy {modality} map is a uint8 HxW or HxWx3 array" + (" (or float unit normals)" if
-                         modality == "normal" else "") + f", got {a.dtype} {a.shape}", path=str(path), record=_record(layout))  # fmt: skip
+        also = " (or float unit normals)" if modality == "normal" else ""
+        raise InputError(f"a .npy {modality} map is a uint8 HxW or HxWx3 array{also}, got {a.dtype} {a.shape}", **where)
     return array_to_image(np.ascontiguousarray(a))
 
 
