@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
+from gligen_eval.conditions import CONDITION_DEFAULTS, CONDITION_OPTIONS
 from gligen_eval.errors import ConfigError
 
 DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
@@ -81,7 +82,8 @@ class SamplerConfig:
 @dataclass
 class GroundingConfig:
     """Where image grounding and inpainting get their images (``auto``: the layout's own images for
-    real models, drawn ones for the tiny offline model, whose sample layouts have no photos)."""
+    real models, drawn ones for the tiny offline model, whose sample layouts have no photos), and where
+    spatial models get their condition maps (:mod:`gligen_eval.conditions`)."""
 
     reference_images: Literal["auto", "given", "crop", "synthetic"] = "auto"
     """Text+image: ``given`` (each object's ``reference_image``), ``crop`` (its box in the layout's
@@ -92,6 +94,26 @@ class GroundingConfig:
     """Inpainting: ``layout`` (the layout's real image, ``layouts.images_dir``) or ``synthetic``."""
     paste_known: bool = False
     """Inpainting: put the input's latent back outside the boxes after the last step."""
+    map: Literal["auto", "given", "extract", "synthetic"] = CONDITION_DEFAULTS["map"]
+    """Spatial models (hed, canny, depth, normal, sem): where each layout's condition map comes from: ``given``
+    (``map_dir`` or the layout's own map), ``extract`` (from its real image), ``synthetic`` (drawn from the boxes,
+    offline smoke runs), ``auto`` (given, else extracted, else drawn for the bundled sample)."""
+    map_dir: str | None = CONDITION_DEFAULTS["map_dir"]
+    """Spatial: a folder of given maps named by layout id or by the layout's image/map file name."""
+    canny_low: int = CONDITION_DEFAULTS["canny_low"]
+    """Canny extraction: ``cv2.Canny`` thresholds (100/200 as the training maps were made)."""
+    canny_high: int = CONDITION_DEFAULTS["canny_high"]
+    hed_weights: str | None = CONDITION_DEFAULTS["hed_weights"]
+    """HED extraction: a HED state dict file (original ``network-bsds500.pth`` or ControlNet's ``ControlNetHED.pth``);
+    ``tiny``: random, tests only."""
+    depth_model: str = CONDITION_DEFAULTS["depth_model"]
+    """Depth extraction: a transformers depth-estimation model (local folder or cached hub id); ``tiny``: random."""
+    normal_model: str = CONDITION_DEFAULTS["normal_model"]
+    """Normal extraction: a diffusers Marigold normals pipeline (local folder or cached hub id); ``tiny``: random."""
+    sem_model: str = CONDITION_DEFAULTS["sem_model"]
+    """Sem extraction: a transformers ADE20K segmenter (SegFormer / UperNet / Mask2Former); ``tiny``: random."""
+    extract_device: str = CONDITION_DEFAULTS["extract_device"]
+    """Where the extractors run (``auto``: CUDA when present)."""
 
     def options(self) -> dict[str, Any]:
         """The grounding-tokenizer options that are set (``auto`` leaves the model's default)."""
@@ -104,6 +126,9 @@ class GroundingConfig:
             out["input_images"] = self.input_images
         if self.paste_known:
             out["paste_known"] = True
+        for key in CONDITION_OPTIONS:  # the condition-map options that differ from their defaults
+            if getattr(self, key) != CONDITION_DEFAULTS[key]:
+                out[key] = getattr(self, key)
         return out
 
 

@@ -111,7 +111,8 @@ class Layout:
     """A caption with grounded objects; the unit that is generated and scored.
 
     ``width``/``height`` are the size of the source image the layout came from (if any);
-    ``image_path`` points at that real image (used for the real-image ceiling).
+    ``image_path`` points at that real image (used for the real-image ceiling);
+    ``condition_map`` at a given spatial condition map (hed/canny/depth/normal/sem models).
     """
 
     layout_id: str
@@ -121,6 +122,7 @@ class Layout:
     height: int | None = None
     image_path: str | None = None
     source: str | None = None
+    condition_map: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.layout_id, str) or not self.layout_id:
@@ -132,6 +134,8 @@ class Layout:
             if not isinstance(o, GroundedObject):
                 raise ValueError(f"Layout.objects[{i}] must be a GroundedObject (layout {self.layout_id})")
         object.__setattr__(self, "objects", objs)
+        if self.condition_map is not None and not isinstance(self.condition_map, str):
+            raise ValueError(f"Layout.condition_map must be a path string, got {self.condition_map!r} (layout {self.layout_id})")
         for name in ("width", "height"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v <= 0):
@@ -148,7 +152,7 @@ class Layout:
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"layout_id": self.layout_id, "caption": self.caption,
                              "objects": [o.to_dict() for o in self.objects]}
-        for k in ("width", "height", "image_path", "source"):
+        for k in ("width", "height", "image_path", "source", "condition_map"):
             if getattr(self, k) is not None:
                 d[k] = getattr(self, k)
         return d

@@ -13,6 +13,8 @@
 ``*.jsonl``                 our JSON Lines format, one ``Layout.to_dict()`` per line → :func:`load_jsonl`
 NSR-1K ``*.val.json``       LayoutGPT NSR-1K counting / spatial → :func:`load_nsr1k`
 ``gpt_generated_box*.json`` HRS / DrawBench GPT layouts → :func:`load_hrs`
+image folder / ``*.jsonl``  rows ``{id, caption, image, map?, boxes?}`` (spatial maps) → :func:`load_image_folder`
+ADE20K folder               ``images/`` + ``annotations/`` (+ ``captions=``), sem layouts → :func:`load_ade20k`
 ==========================  ==========================================================================
 
 Other ``.json`` names are recognised by their content. ``KIND:PATH`` (e.g. ``lvis:/data/val.json``)
@@ -40,7 +42,9 @@ from typing import Any, Callable, Sequence
 from gligen_eval.errors import ConfigError, InputError
 from gligen_eval.layouts.coco import load_coco, load_coco_keypoints, read_captions
 from gligen_eval.layouts.common import LayoutWarning, caption_from_phrases, subsample
+from gligen_eval.layouts.ade20k import is_ade20k_root, load_ade20k
 from gligen_eval.layouts.external import hrs_subset, load_hrs, load_nsr1k
+from gligen_eval.layouts.images import load_image_folder, sniff_jsonl_kind
 from gligen_eval.layouts.jsonl import load_jsonl, write_jsonl
 from gligen_eval.layouts.lvis import LvisCategory, LvisMeta, load_lvis, load_lvis_meta, lvis_phrase
 from gligen_eval.records import Layout
@@ -68,6 +72,8 @@ SOURCE_KINDS: dict[str, Callable[..., list[Layout]]] = {
     "jsonl": load_jsonl,
     "nsr1k": load_nsr1k,
     "hrs": load_hrs,
+    "images": load_image_folder,
+    "ade20k": load_ade20k,
 }
 """Readers of layout files, by kind (``KIND:PATH`` selects one explicitly)."""
 
@@ -75,6 +81,9 @@ BUILTIN_SOURCES: dict[str, Callable[..., list[Layout]]] = {
     "sample": load_sample,
     "sample-keypoints": load_sample_keypoints,
 }
+
+FOLDER_KINDS = ("images", "ade20k")
+"""Kinds whose source may be a folder."""
 
 _SHARED_DEFAULTS: dict[str, Any] = {"seed": 0, "max_objects": 30, "min_area": 0.0, "skip_crowd": True}
 _FIXED = {"sample": {"instances_path", "captions_path", "keypoints_path", "id_prefix"},
@@ -91,7 +100,7 @@ def _accepted(kind: str, fn: Callable[..., Any]) -> set[str]:
 def _sniff_name(path: Path) -> str | None:
     name = path.name.lower()
     if name.endswith(".jsonl"):
-        return "jsonl"
+        return sniff_jsonl_kind(path)
     if not name.endswith(".json"):
         return None
     if name.startswith("person_keypoints"):
@@ -159,7 +168,11 @@ def resolve_source(source: str | os.PathLike) -> tuple[str, Path | None]:
             path=text,
         )
     if path.is_dir():
-        raise InputError("is a folder; point at a layout file (e.g. annotations/instances_val2017.json)", path=text)
+        kind = kind or ("ade20k" if is_ade20k_root(path) else "images" if any(path.glob("*.jsonl")) else None)
+        if kind not in FOLDER_KINDS:
+            raise InputError("is a folder; point at a layout file (e.g. annotations/instances_val2017.json), an image "
+                             "folder with a .jsonl of rows, or an ADE20K folder", path=text)  # fmt: skip
+        return kind, path
     if kind is None:
         kind = _sniff_name(path) or _sniff_content(path)
     return kind, path
@@ -250,9 +263,11 @@ __all__ = [
     "SOURCE_KINDS",
     "caption_from_phrases",
     "hrs_subset",
+    "load_ade20k",
     "load_coco",
     "load_coco_keypoints",
     "load_hrs",
+    "load_image_folder",
     "load_jsonl",
     "load_layouts",
     "load_lvis",
