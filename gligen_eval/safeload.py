@@ -45,6 +45,9 @@ ULTRALYTICS_MODULE_PACKAGES = ("torch.nn.modules.", "ultralytics.nn.")
 ULTRALYTICS_PLAIN_MODULES = ("ultralytics.utils.loss", "ultralytics.utils.tal")
 """Modules whose classes (training losses, assigners) a training checkpoint may carry, same rule."""
 
+ULTRALYTICS_HINT = ("use a checkpoint written by ultralytics (YOLO(...).save or its trainer) with the installed "
+                    "ultralytics version")
+
 _NUMPY_NAMES = ("numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "numpy.dtype")
 _PATH_NAMES = {"pathlib.PosixPath": "PosixPath", "pathlib.PurePosixPath": "PurePosixPath",
                "pathlib.WindowsPath": "PosixPath", "pathlib._local.PosixPath": "PosixPath"}  # fmt: skip
@@ -73,12 +76,14 @@ def _refused_global(error: BaseException) -> str | None:
     return None
 
 
-def _refuse(path: Path, names: Iterable[str]) -> InputError:
-    shown = ", ".join(sorted(names)[:5])
+RESAVE_HINT = "re-save the weights as safetensors (safetensors.torch.save_file) or as a plain dict of tensors"
+
+
+def _refuse(path: Path, names: Iterable[str], hint: str = RESAVE_HINT, *, reason: str | None = None) -> InputError:
+    shown = ", ".join(sorted(names)[:5]) if reason is None else f"the file ({reason})"
     return InputError(
         f"refusing to unpickle {shown}: loading it could run code from the file. Only tensors, plain "
-        "containers and an allow-list of classes are read; re-save the weights as safetensors "
-        "(safetensors.torch.save_file) or as a plain dict of tensors",
+        f"containers and an allow-list of classes are read; {hint}",
         path=str(path),
     )
 
@@ -92,7 +97,7 @@ def _unreadable(path: Path, error: BaseException, what: str = "PyTorch checkpoin
 # the restricted torch.load
 
 
-def torch_load_restricted(path: str | Path, resolve: Resolver | None = None) -> Any:
+def torch_load_restricted(path: str | Path, resolve: Resolver | None = None, *, hint: str = RESAVE_HINT) -> Any:
     """``torch.load(path, weights_only=True)`` with the globals ``resolve`` allows; anything else refused.
 
     The zip format is scanned for its globals before loading; the legacy format is loaded and each
@@ -125,18 +130,20 @@ def torch_load_restricted(path: str | Path, resolve: Resolver | None = None) -> 
             admit(name)
         bad = names - allowed.keys()
         if bad:
-            raise _refuse(p, bad)
+            raise _refuse(p, bad, hint)
     for _ in range(256):
         try:
             with torch.serialization.safe_globals([(obj, name) for name, obj in allowed.items()]):
                 return torch.load(str(p), map_location="cpu", weights_only=True, mmap=is_zip)
         except pickle.UnpicklingError as e:
             name = _refused_global(e)
-            if name is None or not admit(name):
-                raise _refuse(p, [name or _reason(e)]) from None
+            if name is None:
+                raise _refuse(p, [], hint, reason=_reason(e)) from None
+            if not admit(name):
+                raise _refuse(p, [name], hint) from None
         except (RuntimeError, EOFError, ValueError, OSError) as e:
             raise _unreadable(p, e) from None
-    raise _refuse(p, sorted(allowed))
+    raise _refuse(p, sorted(allowed), hint)
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,6 +244,46 @@ def safetensors_keys(path: str | Path) -> list[str]:
         raise _unreadable(Path(path), e, "safetensors file") from None
 
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+
+
+def check_pickle(path: str | Path) -> None:
+    """Refuse a weights pickle that holds anything beyond tensors and plain containers.
+
+    The zip format is checked from its pickle alone (the tensors are not read); the legacy format
+    is read once with the restricted unpickler.
+    """
+    import torch
+
+    p = Path(path)
+    if zipfile.is_zipfile(p):
+        try:
+            names = torch.serialization.get_unsafe_globals_in_checkpoint(str(p))
+        except Exception as e:
+            raise _unreadable(p, e) from None
+        if names:
+            raise _refuse(p, names)
+    else:
+        torch_load_restricted(p)
+
+
+def check_model_folder(folder: str | Path) -> None:
+    """Check every weights pickle in a transformers/diffusers model folder with :func:`check_pickle`.
+
+    Those libraries read ``.bin`` files with ``weights_only=True`` themselves; this makes the
+    guarantee ours, and the refusal a one-line error naming the file.
+    """
+    for f in sorted(Path(folder).iterdir()):
+        if f.is_file() and f.suffix in PICKLE_SUFFIXES:
+            check_pickle(f)
+
+
+def unpickling_refusal(path: str | Path, error: BaseException) -> InputError:
+    """A one-line refusal for a ``weights_only`` error raised inside a third-party loader."""
+    name = _refused_global(error)
+    return _refuse(Path(path), [name] if name else [], reason=None if name else _reason(error))
+
+
 # --------------------------------------------------------------------------------------------
 # ultralytics checkpoints
 
@@ -323,7 +370,7 @@ def read_ultralytics_checkpoint(path: str | Path) -> dict[str, Any]:
     from torch import nn
 
     p = Path(path)
-    ckpt = torch_load_restricted(p, _ultralytics_resolver())
+    ckpt = torch_load_restricted(p, _ultralytics_resolver(), hint=ULTRALYTICS_HINT)
     _restore_classes(ckpt)
     if not isinstance(ckpt, dict):
         raise InputError(f"not an ultralytics checkpoint (a pickled {type(ckpt).__name__}, expected a dict "

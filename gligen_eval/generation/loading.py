@@ -309,10 +309,9 @@ def _is_keypoint_unet(sub: Path) -> bool:
     f = sub / "diffusion_pytorch_model.safetensors"
     if not f.is_file():
         return False
-    from safetensors import safe_open
+    from gligen_eval.safeload import safetensors_keys
 
-    with safe_open(str(f), framework="pt") as st:
-        return "position_net.person_embedding" in set(st.keys())
+    return "position_net.person_embedding" in set(safetensors_keys(f))
 
 
 def _load_keypoint_unet(sub: Path) -> Any:
