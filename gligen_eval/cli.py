@@ -172,7 +172,12 @@ def cmd_compare(args) -> int:
         (out / "compare.md").write_text(res.markdown)
         (out / "compare.json").write_text(json.dumps(res.to_json(), indent=2))
     if args.json:
-        print(json.dumps(res.to_json()))
+        obj = res.to_json()
+        if res.verdict == "unusable":  # the failure object every --json command prints, plus compare's fields
+            named = [p for p in (args.candidate, args.baseline, args.gate) if p and res.message.startswith(f"{p}")]
+            obj = {"error": res.message, "path": max(named, key=len) if named else None, **obj}
+            print(f"gligen-eval compare: error: {res.message}", file=sys.stderr)
+        print(json.dumps(obj))
     else:
         print(res.markdown)
     return res.exit_code
