@@ -14,7 +14,7 @@ import pytest
 
 import report_runs as rr
 from gligen_eval import store
-from gligen_eval.cli import BROKEN_PIPE_EXIT, main
+from gligen_eval.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_RUN = ["--no-progress", "--set", "layouts.limit=2", "--set", "sampler.steps=2", "--set", "sampler.batch_size=1"]
@@ -190,6 +190,8 @@ def test_json_failure_is_one_object_for_every_json_command(tmp_path, runs, capsy
 
 
 def test_json_output_into_a_closed_pipe_exits_quietly(runs):
+    from gligen_eval.cli import BROKEN_PIPE_EXIT
+
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gligen_eval", "compare", str(runs["base"]), str(runs["cand"]), "--json"],

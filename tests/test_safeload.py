@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from gligen_eval import safeload
 from gligen_eval.cli import main
 from gligen_eval.errors import GligenEvalError, InputError
 from gligen_eval.generation import checkpoints as C
@@ -91,6 +90,8 @@ def test_the_crafted_files_are_live(tmp_path, marker):
 
 @pytest.mark.parametrize("legacy", [False, True])
 def test_generator_checkpoints_refuse_a_crafted_pickle(tmp_path, marker, legacy):
+    from gligen_eval import safeload
+
     path = craft(tmp_path / "evil.bin", marker, legacy=legacy)
     with pytest.raises(InputError) as e:
         C.read_checkpoint(path)
@@ -109,6 +110,8 @@ def test_generator_checkpoints_refuse_a_crafted_pickle(tmp_path, marker, legacy)
 
 def test_refusal_never_quotes_torchs_advice(tmp_path):
     """A bare pickle of a builtin: torch's own error starts with its weights_only=False advice."""
+    from gligen_eval import safeload
+
     raw = tmp_path / "raw.pt"
     raw.write_bytes(pickle.dumps({"a": eval}, protocol=2))
     framed = tmp_path / "framed.pt"  # protocol 5: an instruction the restricted unpickler does not know
@@ -126,6 +129,8 @@ def test_refusal_never_quotes_torchs_advice(tmp_path):
 
 
 def test_unreadable_files_are_one_line_errors(tmp_path):
+    from gligen_eval import safeload
+
     good = tmp_path / "w.safetensors"
     from safetensors.torch import save_file
 
@@ -143,6 +148,8 @@ def test_unreadable_files_are_one_line_errors(tmp_path):
 
 
 def test_hand_over_refuses_any_other_unpickling(tmp_path):
+    from gligen_eval import safeload
+
     a, b = tmp_path / "a.pt", tmp_path / "b.pt"
     torch.save({"x": torch.ones(1)}, a)
     torch.save({"x": torch.ones(1)}, b)
@@ -179,6 +186,8 @@ def yolo_checkpoints(tmp_path_factory):
 
 
 def test_ultralytics_checkpoint_is_read_with_the_allow_list_only(yolo_checkpoints):
+    from gligen_eval import safeload
+
     path, built = yolo_checkpoints["yolov8n"]
     names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
     assert any(n.startswith("ultralytics.nn.") for n in names) and any(n.startswith("torch.nn.modules.") for n in names)
