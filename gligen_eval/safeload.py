@@ -381,6 +381,71 @@ def read_ultralytics_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def _is_layer(obj: Any) -> bool:
+    from torch import nn
+
+    return isinstance(obj, type) and issubclass(obj, nn.Module)
+
+
+def _literal_layer_call(text: str) -> bool:
+    """``nn.SiLU()`` / ``torch.nn.LeakyReLU(0.1)``: a torch layer called with literal arguments only."""
+    import ast
+
+    from torch import nn
+
+    try:
+        call = ast.parse(text.strip(), mode="eval").body
+        if not isinstance(call, ast.Call):
+            return False
+        parts, node = [], call.func
+        while isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        if not isinstance(node, ast.Name):
+            return False
+        dotted = ".".join([node.id, *reversed(parts)])
+        if not dotted.startswith(("nn.", "torch.nn.")) or dotted.count(".") != (1 if dotted.startswith("nn.") else 2):
+            return False
+        for arg in [*call.args, *(k.value for k in call.keywords)]:
+            ast.literal_eval(arg)
+    except (SyntaxError, ValueError, TypeError, RecursionError):
+        return False
+    return _is_layer(getattr(nn, dotted.rsplit(".", 1)[1], None))
+
+
+def check_ultralytics_definition(definition: Mapping[str, Any], where: str) -> None:
+    """Refuse an ultralytics model definition (``.yaml``) that building it would run as code.
+
+    ultralytics evaluates the ``activation`` string and looks each layer's module name up among the
+    globals of its model code, calling what it finds; only torch/ultralytics layers and an
+    ``activation`` of the form ``nn.Layer(literal args)`` are accepted.
+    """
+    from ultralytics.nn import tasks
+
+    act = definition.get("activation")
+    if act is not None and not (isinstance(act, str) and _literal_layer_call(act)):
+        raise InputError(f"refusing the activation {str(act)[:120]!r}: ultralytics would evaluate it as code; "
+                         "use the form nn.SiLU() (a torch.nn layer with literal arguments)", path=where)  # fmt: skip
+    for section in ("backbone", "head"):
+        for i, layer in enumerate(definition.get(section) or []):
+            name = layer[2] if isinstance(layer, (list, tuple)) and len(layer) == 4 else None
+            if not isinstance(name, str):
+                raise InputError(f"{section}[{i}] is not a [from, repeats, module, args] row", path=where)
+            if name.startswith("nn."):
+                from torch import nn
+
+                obj = getattr(nn, name[3:], None)
+            elif name.startswith("torchvision.ops."):
+                import torchvision.ops
+
+                obj = getattr(torchvision.ops, name[len("torchvision.ops."):], None)
+            else:
+                obj = getattr(tasks, name, None)  # where ultralytics looks the name up
+            if not _is_layer(obj):
+                raise InputError(f"refusing {section}[{i}] module {name[:120]!r}: not a torch/ultralytics layer, "
+                                 "and ultralytics would call it while building the model", path=where)  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------
 # handing an object already read to a third-party loader
 

@@ -406,3 +406,31 @@ def test_cli_run_with_the_shell_payload_does_not_run_it(tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert "evil.pt" in _one_line(proc.stderr)
         assert not (tmp_path / "PWNED").exists()
+
+
+def test_yolo_model_definitions_that_would_run_code_are_refused(tmp_path, marker):
+    """A ``.yaml`` model definition is code to ultralytics: its activation is evaluated, its layer
+    names are looked up among module globals and called."""
+    from gligen_eval import safeload
+    from gligen_eval.scoring.detectors import YoloDetector
+
+    evil_pt = craft(tmp_path / "evil.pt", marker)
+    head = "head:\n  - [[0], 1, Detect, [nc]]\n"
+    activation = tmp_path / "activation.yaml"
+    activation.write_text(f"nc: 80\nactivation: open({str(marker)!r}, 'w').write('x') or nn.SiLU()\n"
+                          f"backbone:\n  - [-1, 1, Conv, [16, 3, 2]]\n{head}")  # fmt: skip
+    caller = tmp_path / "caller.yaml"
+    caller.write_text(f"nc: 80\nbackbone:\n  - [-1, 1, torch_load, [{str(evil_pt)!r}]]\n{head}")
+    for path, needle in ((activation, "refusing the activation"), (caller, "refusing backbone[0] module 'torch_load'")):
+        with pytest.raises(InputError) as e:
+            YoloDetector(str(path), device="cpu")
+        assert needle in str(e.value) and path.name in str(e.value) and "\n" not in str(e.value)
+    assert not marker.exists()
+    ok = {"activation": "torch.nn.LeakyReLU(0.1)", "backbone": [[-1, 1, "Conv", [16, 3, 2]], [-1, 1, "nn.Upsample", [None, 2]]],
+          "head": [[[0], 1, "Detect", ["nc"]]]}  # fmt: skip
+    safeload.check_ultralytics_definition(ok, "ok.yaml")
+    for act in ("nn.SiLU()", "nn.ReLU(inplace=True)"):
+        safeload.check_ultralytics_definition({**ok, "activation": act}, "ok.yaml")
+    for act in ("nn.SiLU", "nn.Sequential(*[])", "os.system('x')", "nn.SiLU(print('x'))", "nn.functional.relu()"):
+        with pytest.raises(InputError):
+            safeload.check_ultralytics_definition({**ok, "activation": act}, "bad.yaml")

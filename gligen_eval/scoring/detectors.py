@@ -15,7 +15,7 @@ or name ``"package.module:Class"`` directly as the kind.
 A ``.pt`` checkpoint is read by :mod:`gligen_eval.safeload` (``weights_only=True``, an allow-list of
 torch/ultralytics module classes that are rebuilt but never called) and handed to ultralytics,
 which never unpickles the file itself; anything else in the file is refused with a one-line
-:class:`InputError`. ultralytics never downloads here: a missing ``.pt`` file is a :class:`MissingWeightsError`, and
+:class:`InputError`; so is a ``.yaml`` definition that building would run as code. ultralytics never downloads here: a missing ``.pt`` file is a :class:`MissingWeightsError`, and
 ``YOLO_OFFLINE=1`` plus an isolated ``YOLO_CONFIG_DIR`` are set (when unset) before it is imported.
 Its log lines go to stderr, so that ``--json`` output on stdout stays clean.
 """
@@ -216,6 +216,7 @@ class YoloDetector:
         if self.random_weights:
             import torch
 
+            self._check_definition()
             try:
                 with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(sys.stderr):
                     torch.manual_seed(self.seed)
@@ -239,6 +240,22 @@ class YoloDetector:
         if getattr(model, "task", self.task) != self.task:
             raise ConfigError(f"{self.weights!r} is a {model.task!r} model; {type(self).__name__} needs a {self.task!r} model")
         return model
+
+    def _check_definition(self) -> None:
+        """Building from a ``.yaml`` evaluates parts of it: refuse definitions that would run code."""
+        from ultralytics.nn.tasks import yaml_model_load
+
+        from gligen_eval.safeload import check_ultralytics_definition
+
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                definition = yaml_model_load(self.weights)
+        except FileNotFoundError as e:
+            raise ConfigError(f"detector model definition {self.weights!r} not found ({e})") from None
+        except Exception as e:  # not YAML, or not a mapping
+            raise InputError(f"not a readable ultralytics model definition ({str(e).splitlines()[0][:200]})",
+                             path=self.weights) from None  # fmt: skip
+        check_ultralytics_definition(definition, self.weights)
 
     def _class_names(self, override: Sequence[str] | Mapping[int, str] | None) -> dict[int, str]:
         if override is not None:
