@@ -200,6 +200,7 @@ def test_ultralytics_checkpoint_is_read_with_the_allow_list_only(yolo_checkpoint
     assert all(torch.equal(saved[k].half(), loaded[k]) for k in saved)  # YOLO.save stores fp16
 
 
+@pytest.mark.slow
 def test_yolo_detectors_load_real_checkpoints_without_a_second_unpickling(yolo_checkpoints, monkeypatch):
     from PIL import Image
 
@@ -257,13 +258,18 @@ def test_allowed_classes_are_never_called(tmp_path, marker):
     assert not marker.exists()
 
 
-def test_ultralytics_checkpoint_without_a_model_is_refused(tmp_path):
+def test_ultralytics_checkpoint_without_a_model_or_truncated_is_refused(tmp_path, yolo_checkpoints):
     from gligen_eval.scoring.detectors import YoloDetector
 
     path = tmp_path / "plain.pt"
     torch.save({"model": {"w": torch.zeros(1)}}, path)
     with pytest.raises(InputError, match=r"plain\.pt: not an ultralytics checkpoint"):
         YoloDetector(str(path), device="cpu")
+    cut = tmp_path / "cut.pt"
+    data = yolo_checkpoints["yolov8n"][0].read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"cut\.pt: not a readable PyTorch checkpoint .*truncated"):
+        YoloDetector(str(cut), device="cpu")
 
 
 # --------------------------------------------------------------------------------------------
@@ -285,6 +291,7 @@ def test_adapters_refuse_crafted_files(tmp_path, marker):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_check_base_refuses_crafted_files(tmp_path, marker, capsys):
     from gligen_eval.generation.tiny import tiny_components
 
