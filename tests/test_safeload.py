@@ -376,12 +376,13 @@ def test_run_refuses_a_crafted_generator_unet(tmp_path, marker, tiny_sd_folder, 
     (folder / "unet" / "diffusion_pytorch_model.safetensors").unlink()
     craft(folder / "unet" / "diffusion_pytorch_model.bin", marker)
     official = craft(tmp_path / "official.bin", marker)
-    for model in (folder, official):
+    for model in ([f"model.name={folder}"], [f"model.name={official}", "model.base=tiny"]):
         capsys.readouterr()
         code = main(["run", "--out", str(tmp_path / "run"), "--no-progress", "--set", "layouts.limit=2",
-                     "--set", f"model.name={model}"])  # fmt: skip
+                     *(a for m in model for a in ("--set", m))])  # fmt: skip
         assert code == 2
-        _one_line(capsys.readouterr().err)
+        line = _one_line(capsys.readouterr().err)
+        assert "refusing to unpickle" in line and ("official.bin" in line or "diffusion_pytorch_model.bin" in line)
     assert not marker.exists()
     assert not (tmp_path / "run" / "images").exists() or not any((tmp_path / "run" / "images").iterdir())
 

@@ -281,6 +281,10 @@ def _load_folder(
         if cls is None:
             raise ConfigError(f"model '{name}': {part} class {library}.{cls_name} is not available here")
         sub = folder / part
+        if sub.is_dir():
+            from gligen_eval.safeload import check_model_folder
+
+            check_model_folder(sub)  # a .bin beyond tensors is refused here (diffusers reads it weights_only too)
         try:
             if part == "scheduler":
                 obj = cls.from_pretrained(str(sub))
