@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from gligen_eval.cli import main
-from gligen_eval.errors import GligenEvalError, InputError
+from gligen_eval.errors import InputError
 from gligen_eval.generation import checkpoints as C
 
 REPO = Path(__file__).resolve().parents[1]
