@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
