@@ -1,7 +1,10 @@
 """The ``gligen-eval`` command line.
 
-User errors (bad input, missing weights, bad config) print one line to stderr and exit 2,
-without a traceback. ``--json`` writes exactly one JSON object to stdout and nothing else.
+User errors (bad input, missing weights, bad config) and OS errors (read-only or full disk,
+permissions) print one line to stderr naming the path and exit 2, without a traceback. ``--json``
+writes exactly one JSON object to stdout and nothing else, on failure too:
+``{"error": "<the line>", "path": "<the file or null>"}``. A closed stdout (``| head``) ends the
+command quietly with status 141.
 """
 
 from __future__ import annotations
@@ -169,7 +172,12 @@ def cmd_compare(args) -> int:
         (out / "compare.md").write_text(res.markdown)
         (out / "compare.json").write_text(json.dumps(res.to_json(), indent=2))
     if args.json:
-        print(json.dumps(res.to_json()))
+        obj = res.to_json()
+        if res.verdict == "unusable":  # the failure object every --json command prints, plus compare's fields
+            named = [p for p in (args.candidate, args.baseline, args.gate) if p and res.message.startswith(f"{p}")]
+            obj = {"error": res.message, "path": max(named, key=len) if named else None, **obj}
+            print(f"gligen-eval compare: error: {res.message}", file=sys.stderr)
+        print(json.dumps(obj))
     else:
         print(res.markdown)
     return res.exit_code
@@ -249,6 +257,47 @@ def _one_line_warnings() -> None:
     warnings.showwarning = show
 
 
+BROKEN_PIPE_EXIT = 141
+"""Exit status when stdout is closed early (``gligen-eval compare --json ... | head``): 128 + SIGPIPE."""
+
+
+def os_error_message(e: OSError) -> tuple[str, str | None]:
+    """One line for an OS error (read-only folder, full disk, permission) and the path it names."""
+    import errno
+
+    path = e.filename if e.filename is not None else None
+    reason = e.strerror or str(e) or type(e).__name__
+    if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        hint = "free some space, then run the command again (a run continues with --resume)"
+    elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "choose a writable location (--out) or fix its permissions"
+    else:
+        hint = "fix it, then run the command again (a run continues with --resume)"
+    where = f"{os.fsdecode(path)}: " if path is not None else ""
+    return f"{where}{reason}; {hint}", (os.fsdecode(path) if path is not None else None)
+
+
+def _fail(args, message: str, path: str | None, code: int) -> int:
+    """Report a failure: one line on stderr, and with --json one ``{"error", "path"}`` object on stdout."""
+    print(f"gligen-eval {args.command}: error: {message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        try:
+            print(json.dumps({"error": message, "path": path}))
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _silence_stdout()
+    return code
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the interpreter's final flush stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor (e.g. captured)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _offline_defaults()
     _one_line_warnings()
@@ -256,12 +305,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return BROKEN_PIPE_EXIT
     except GligenEvalError as e:
         if args.verbose:
             raise
-        print(f"gligen-eval {args.command}: error: {e}", file=sys.stderr)
-        return e.exit_code
+        return _fail(args, str(e), getattr(e, "path", None), e.exit_code)
+    except OSError as e:  # read-only --out, full disk, permission: the path and what to do, no traceback
+        if args.verbose:
+            raise
+        message, path = os_error_message(e)
+        return _fail(args, message, path, 2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

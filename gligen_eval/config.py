@@ -349,7 +349,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def config_from_dict(data: Mapping[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+def _config(data: Mapping[str, Any], overrides: list[str] | tuple[str, ...]) -> RunConfig:
     merged: dict[str, Any] = _deepcopy(dict(data))
     for text in overrides:
         key, value = parse_override(text)
@@ -357,6 +357,36 @@ def config_from_dict(data: Mapping[str, Any], overrides: list[str] | tuple[str, 
     cfg = _build(RunConfig, merged)
     validate(cfg)
     return cfg
+
+
+def config_from_dict(
+    data: Mapping[str, Any], overrides: list[str] | tuple[str, ...] = (), *, source: str | Path | None = None
+) -> RunConfig:
+    """The validated config of ``data`` (read from ``source``) with ``key=value`` overrides applied.
+
+    An error names what caused it: the ``--set`` override after which the config first fails that
+    way, or else ``source``.
+    """
+    try:
+        return _config(data, overrides)
+    except ConfigError as e:
+        raise _blame(data, tuple(overrides), e, source) from None
+
+
+def _blame(data: Mapping[str, Any], overrides: tuple[str, ...], error: ConfigError, source: Any) -> ConfigError:
+    message = str(error)
+    if message.startswith("--set"):
+        return error
+    for k in range(len(overrides) + 1):
+        try:
+            _config(data, overrides[:k])
+        except ConfigError as e:
+            if str(e) != message:
+                continue
+            if k == 0:
+                return ConfigError(f"{source}: {message}") if source is not None else error
+            return ConfigError(f"--set {overrides[k - 1]}: {message}")
+    return ConfigError(f"--set {' '.join(overrides)}: {message}") if overrides else error
 
 
 def _deepcopy(d: Any) -> Any:
@@ -380,10 +410,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the top level must be a mapping")
-    try:
-        return config_from_dict(data, overrides)
-    except ConfigError as e:
-        raise ConfigError(f"{p}: {e}") from None
+    return config_from_dict(data, overrides, source=p)
 
 
 def validate(cfg: RunConfig) -> None:

@@ -58,3 +58,20 @@ def test_config_file_errors_name_the_file(tmp_path):
         load_config(p)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_override_errors_name_the_override_not_the_file(tmp_path):
+    p = tmp_path / "good.yaml"
+    p.write_text("sampler:\n  steps: 4\n")
+    for override, needle in (("sampler.steps=abc", "expected an integer"), ("nope.x=1", "unknown config key"),
+                             ("sampler.steps=0", "must be >= 1"), ("sampler=3", "sampler")):  # fmt: skip
+        with pytest.raises(ConfigError) as e:
+            load_config(p, ["layouts.limit=2", override])
+        msg = str(e.value)
+        assert msg.startswith(f"--set {override}: ") and needle in msg and "good.yaml" not in msg, msg
+    p.write_text("sampler:\n  steps: 0\n")  # the file's own error still names the file ...
+    with pytest.raises(ConfigError, match=r"^.*good\.yaml: config key 'sampler\.steps' must be >= 1"):
+        load_config(p, ["layouts.limit=2"])
+    assert load_config(p, ["sampler.steps=3"]).sampler.steps == 3  # ... and an override may repair it
+    with pytest.raises(ConfigError, match=r"^--set expects key=value, got .novalue."):
+        load_config(p, ["novalue"])

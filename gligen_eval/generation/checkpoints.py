@@ -33,8 +33,8 @@ fuser, the position net or the spatial downsampler, or when it is the input conv
 a model whose input channels differ from the base's 4 (inpainting: 9, HED: 5, other spatial: 12).
 Everything else is the frozen SD-1.x UNet (686 keys; 685 when the input conv weight is adapter).
 
-Loading never runs code from a file: ``.safetensors``, or ``torch.load(weights_only=True)``. Official
-training checkpoints pickle their config as OmegaConf objects; names from a short list of plain-data
+Loading never runs code from a file (:mod:`gligen_eval.safeload`): ``.safetensors``, or
+``torch.load(weights_only=True)``. Official training checkpoints pickle their config as OmegaConf objects; names from a short list of plain-data
 config modules (:data:`CONFIG_PLACEHOLDER_MODULES`) are rebuilt as inert placeholders, and any other
 global makes the load fail with :class:`~gligen_eval.errors.InputError`.
 """
@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
@@ -100,10 +99,6 @@ SUPPORTED_MODALITIES = tuple(name for name, s in MODALITIES.items() if s.support
 BASE_IN_CHANNELS = 4
 """Input channels of the frozen SD-1.x UNet that every GLIGEN adapter is trained on."""
 
-CONFIG_PLACEHOLDER_MODULES = ("omegaconf", "typing", "argparse", "pathlib")
-"""Modules whose classes may appear in an official checkpoint's pickled config; they are rebuilt as
-inert :class:`ConfigPlaceholder` objects (no code from the file or from these modules runs)."""
-
 _RESNET_OFFICIAL_TO_OURS = {
     "in_layers.0": "norm1",
     "in_layers.2": "conv1",
@@ -116,109 +111,17 @@ _RESNET_OURS_TO_OFFICIAL = {v: k for k, v in _RESNET_OFFICIAL_TO_OURS.items()}
 
 
 # --------------------------------------------------------------------------------------------
-# safe reading
+# safe reading (one loader for every weight file: gligen_eval.safeload)
 
-
-class ConfigPlaceholder:
-    """Stands in for a pickled config object (e.g. an OmegaConf node); keeps its pickled state only."""
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> "ConfigPlaceholder":
-        return object.__new__(cls)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.args = args
-        self.state: Any = None
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-    def __repr__(self) -> str:  # pragma: no cover - debugging aid
-        return f"ConfigPlaceholder(state={type(self.state).__name__})"
-
-
-def _placeholder_allowed(name: str) -> bool:
-    return any(name == m or name.startswith(m + ".") for m in CONFIG_PLACEHOLDER_MODULES)
-
-
-def _refuse(path: Path, names: Iterable[str]) -> InputError:
-    shown = ", ".join(sorted(names)[:5])
-    return InputError(
-        f"refusing to unpickle {shown}: loading it would run code from the file. Only tensors and plain "
-        "containers are read (torch.load(weights_only=True)); re-save the weights as safetensors "
-        "(safetensors.torch.save_file) or as a plain dict of tensors",
-        path=str(path),
-    )
-
-
-def _torch_load_safe(path: Path) -> Any:
-    import pickle
-
-    import torch
-
-    names: set[str] = set()
-    is_zip = zipfile.is_zipfile(path)
-    if is_zip:
-        try:
-            names = set(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
-        except Exception as e:  # unreadable archive
-            raise InputError(f"not a readable PyTorch checkpoint ({e})", path=str(path)) from e
-        bad = {n for n in names if not _placeholder_allowed(n)}
-        if bad:
-            raise _refuse(path, bad)
-    for _ in range(64):
-        allowed = [(ConfigPlaceholder, n) for n in sorted(names)]
-        try:
-            with torch.serialization.safe_globals(allowed):
-                return torch.load(str(path), map_location="cpu", weights_only=True, mmap=is_zip)
-        except pickle.UnpicklingError as e:
-            msg = str(e)
-            marker = "GLOBAL "
-            if marker not in msg:
-                raise _refuse(path, [msg.splitlines()[0][:200]]) from e
-            name = msg.split(marker, 1)[1].split()[0]
-            if not _placeholder_allowed(name) or name in names:
-                raise _refuse(path, [name]) from e
-            names.add(name)
-        except (RuntimeError, EOFError, ValueError, OSError) as e:
-            raise InputError(f"not a readable PyTorch checkpoint ({str(e).splitlines()[0]})", path=str(path)) from e
-    raise _refuse(path, sorted(names))
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a weights file without executing pickled code.
-
-    ``.safetensors`` → flat ``{name: tensor}``; ``.bin/.pth/.pt/.ckpt`` → whatever dict was saved,
-    read with ``torch.load(weights_only=True)``. A directory is read as a diffusers UNet folder
-    (``[unet/]diffusion_pytorch_model.safetensors`` or ``.bin``).
-    """
-    p = Path(path)
-    if p.is_dir():
-        for sub in ("unet", "."):
-            for fname in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"):
-                if (p / sub / fname).is_file():
-                    return read_checkpoint(p / sub / fname)
-        raise MissingWeightsError(f"{p}: no diffusion_pytorch_model.safetensors/.bin in the folder or its unet/")
-    if not p.is_file():
-        raise MissingWeightsError(f"{p}: checkpoint file not found")
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return dict(load_file(str(p)))
-        except Exception as e:
-            raise InputError(f"not a readable safetensors file ({e})", path=str(p)) from e
-    obj = _torch_load_safe(p)
-    if not isinstance(obj, Mapping):
-        raise InputError(f"expected a dict of weights, got {type(obj).__name__}", path=str(p))
-    return dict(obj)
-
-
-def safetensors_metadata(path: str | Path) -> dict[str, str]:
-    """The ``__metadata__`` header of a safetensors file ({} when absent)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
+from gligen_eval.safeload import (  # noqa: E402  (re-exported: the names other code imports from here)
+    CONFIG_PLACEHOLDER_MODULES,
+    ConfigPlaceholder,
+    _placeholder_allowed,
+    _refuse,
+    _torch_load_safe,
+    read_checkpoint,
+    safetensors_metadata,
+)
 
 
 def _plain(obj: Any, depth: int = 0) -> Any:

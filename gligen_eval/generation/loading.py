@@ -281,6 +281,10 @@ def _load_folder(
         if cls is None:
             raise ConfigError(f"model '{name}': {part} class {library}.{cls_name} is not available here")
         sub = folder / part
+        if sub.is_dir():
+            from gligen_eval.safeload import check_model_folder
+
+            check_model_folder(sub)  # a .bin beyond tensors is refused here (diffusers reads it weights_only too)
         try:
             if part == "scheduler":
                 obj = cls.from_pretrained(str(sub))
@@ -309,10 +313,9 @@ def _is_keypoint_unet(sub: Path) -> bool:
     f = sub / "diffusion_pytorch_model.safetensors"
     if not f.is_file():
         return False
-    from safetensors import safe_open
+    from gligen_eval.safeload import safetensors_keys
 
-    with safe_open(str(f), framework="pt") as st:
-        return "position_net.person_embedding" in set(st.keys())
+    return "position_net.person_embedding" in set(safetensors_keys(f))
 
 
 def _load_keypoint_unet(sub: Path) -> Any:

@@ -152,10 +152,18 @@ def check_tokenizer(tokenizer: Any, vocab_size: int, source: str) -> None:
 
 def load_local_pretrained(loader: Any, name_or_path: str, what: str, cache_dir: str | None = None, **kwargs: Any) -> Any:
     """``loader.from_pretrained`` from a local folder or the local Hugging Face cache, never the network."""
+    import pickle
+
+    from gligen_eval.safeload import check_model_folder, unpickling_refusal
+
     path = Path(name_or_path).expanduser()
     source = str(path) if path.is_dir() else name_or_path
+    if path.is_dir():
+        check_model_folder(path)  # no weights pickle beyond tensors (transformers also reads them weights_only)
     try:
         return loader.from_pretrained(source, local_files_only=True, cache_dir=cache_dir, **kwargs)
+    except pickle.UnpicklingError as e:
+        raise unpickling_refusal(source, e) from None
     except (OSError, ValueError) as e:
         where = f"the folder {path}" if path.is_dir() else "no such local folder, and not in the local Hugging Face cache"
         raise MissingWeightsError(

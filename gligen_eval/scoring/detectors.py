@@ -12,7 +12,10 @@ Backends are found through a lazy registry (``kind -> "module:Class"``): the lib
 detector is imported only when that detector is built. Add one with :func:`register_detector`,
 or name ``"package.module:Class"`` directly as the kind.
 
-ultralytics never downloads here: a missing ``.pt`` file is a :class:`MissingWeightsError`, and
+A ``.pt`` checkpoint is read by :mod:`gligen_eval.safeload` (``weights_only=True``, an allow-list of
+torch/ultralytics module classes that are rebuilt but never called) and handed to ultralytics,
+which never unpickles the file itself; anything else in the file is refused with a one-line
+:class:`InputError`; so is a ``.yaml`` definition that building would run as code. ultralytics never downloads here: a missing ``.pt`` file is a :class:`MissingWeightsError`, and
 ``YOLO_OFFLINE=1`` plus an isolated ``YOLO_CONFIG_DIR`` are set (when unset) before it is imported.
 Its log lines go to stderr, so that ``--json`` output on stdout stays clean.
 """
@@ -30,7 +33,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
-from gligen_eval.errors import ConfigError, MissingWeightsError
+from gligen_eval.errors import ConfigError, InputError, MissingWeightsError
 from gligen_eval.records import Detection, stable_hash
 from gligen_eval.scoring.coco import COCO80_NAMES
 
@@ -140,6 +143,24 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def _load_yolo_checkpoint(YOLO: Any, path: Path) -> Any:
+    """``YOLO(path)`` without letting ultralytics unpickle the file: it is read first by
+    :func:`~gligen_eval.safeload.read_ultralytics_checkpoint` (``weights_only=True``, torch/ultralytics
+    module classes only), then that object is handed over; anything else is a one-line :class:`InputError`."""
+    from gligen_eval.safeload import read_ultralytics_checkpoint, torch_load_returns
+
+    ckpt = read_ultralytics_checkpoint(path)
+    try:
+        with torch_load_returns(path, ckpt) as calls, contextlib.redirect_stdout(sys.stderr):
+            model = YOLO(str(path), verbose=False)
+    except (TypeError, AttributeError, KeyError, ValueError, SyntaxError, RuntimeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise InputError(f"ultralytics cannot use this checkpoint ({first})", path=str(path)) from None
+    if len(calls) != 1:
+        raise InputError("ultralytics did not take the checkpoint read safely; refusing to use it", path=str(path))
+    return model
+
+
 class YoloDetector:
     """ultralytics YOLO on a batch of PIL images.
 
@@ -195,6 +216,7 @@ class YoloDetector:
         if self.random_weights:
             import torch
 
+            self._check_definition()
             try:
                 with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(sys.stderr):
                     torch.manual_seed(self.seed)
@@ -214,11 +236,26 @@ class YoloDetector:
                     "(or to a .yaml model definition such as yolov8n.yaml for random weights)"
                 )
             self._weights_path = path.resolve()
-            with contextlib.redirect_stdout(sys.stderr):
-                model = YOLO(str(self._weights_path), verbose=False)
+            model = _load_yolo_checkpoint(YOLO, self._weights_path)
         if getattr(model, "task", self.task) != self.task:
             raise ConfigError(f"{self.weights!r} is a {model.task!r} model; {type(self).__name__} needs a {self.task!r} model")
         return model
+
+    def _check_definition(self) -> None:
+        """Building from a ``.yaml`` evaluates parts of it: refuse definitions that would run code."""
+        from ultralytics.nn.tasks import yaml_model_load
+
+        from gligen_eval.safeload import check_ultralytics_definition
+
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                definition = yaml_model_load(self.weights)
+        except FileNotFoundError as e:
+            raise ConfigError(f"detector model definition {self.weights!r} not found ({e})") from None
+        except Exception as e:  # not YAML, or not a mapping
+            raise InputError(f"not a readable ultralytics model definition ({str(e).splitlines()[0][:200]})",
+                             path=self.weights) from None  # fmt: skip
+        check_ultralytics_definition(definition, self.weights)
 
     def _class_names(self, override: Sequence[str] | Mapping[int, str] | None) -> dict[int, str]:
         if override is not None:

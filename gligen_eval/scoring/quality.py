@@ -259,10 +259,16 @@ def inception_extractor(
         )
     from torchmetrics.image.fid import NoTrainInceptionV3
 
-    module = NoTrainInceptionV3(
-        name="inception-v3-compat", features_list=[str(feature)],
-        feature_extractor_weights_path=str(path), antialias=antialias,
-    )  # fmt: skip
+    from gligen_eval.safeload import read_state_dict, torch_load_returns
+
+    state = read_state_dict(path)  # torch-fidelity itself would unpickle the file without weights_only
+    with torch_load_returns(path, state) as calls:
+        module = NoTrainInceptionV3(
+            name="inception-v3-compat", features_list=[str(feature)],
+            feature_extractor_weights_path=str(path), antialias=antialias,
+        )  # fmt: skip
+    if len(calls) != 1:
+        raise InputError("torch-fidelity did not take the weights read safely; refusing to use them", path=str(path))
     fp = stable_hash({"net": "torch-fidelity inception-v3-compat", "feature": int(feature),
                       "weights_sha256": _file_sha256(path), "antialias": bool(antialias)})  # fmt: skip
     return FeatureExtractor(module, name=f"inception-v3-compat/{feature}", fingerprint=fp,
