@@ -149,3 +149,19 @@ def test_registry_builds_lazily_and_by_path():
         build_detector({"kind": "nope"})
     with pytest.raises(ValueError):
         register_detector("bad", "no_colon_here")
+
+
+def test_detectors_leave_torch_thread_count_as_they_found_it():
+    """ultralytics' predictor sets torch to one thread on a CPU; generation after a detector (the next τ
+    of a sweep) must run with the thread count it had, or its float sums change order."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        det = YoloDetector("yolov8n.yaml", conf=0.0, imgsz=64, device="cpu")
+        assert torch.get_num_threads() == 2
+        det.detect(_images())
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

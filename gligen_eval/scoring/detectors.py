@@ -143,6 +143,24 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def torch_threads_kept():
+    """Put torch's intra-op thread count back after ultralytics code.
+
+    ultralytics' predictor sets it (to 1 on a CPU). What runs next (the next τ of a sweep, the next
+    run in the same process) would otherwise sum floats in another order and differ from a fresh
+    process by a uint8 level here and there.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
 def _load_yolo_checkpoint(YOLO: Any, path: Path) -> Any:
     """``YOLO(path)`` without letting ultralytics unpickle the file: it is read first by
     :func:`~gligen_eval.safeload.read_ultralytics_checkpoint` (``weights_only=True``, torch/ultralytics
@@ -204,7 +222,8 @@ class YoloDetector:
         self.device = resolve_device(device)
         self.seed = int(seed)
         self.random_weights = self.weights.endswith((".yaml", ".yml"))
-        self.model = self._load()
+        with torch_threads_kept():
+            self.model = self._load()
         self.names = self._class_names(class_names)
         self.name = f"{'yolo-pose' if self.task == 'pose' else 'yolo'}:{Path(self.weights).name}"
         self._fingerprint: str | None = None
@@ -291,7 +310,7 @@ class YoloDetector:
         out: list[list[Detection]] = []
         for i in range(0, len(images), self.batch_size):
             chunk = [im.convert("RGB") if getattr(im, "mode", "RGB") != "RGB" else im for im in images[i : i + self.batch_size]]
-            with contextlib.redirect_stdout(sys.stderr):
+            with contextlib.redirect_stdout(sys.stderr), torch_threads_kept():
                 results = self.model.predict(chunk, conf=self.conf, iou=self.iou, imgsz=self.imgsz, max_det=self.max_det,
                                              device=self.device, verbose=False)  # fmt: skip
             out.extend(self._convert(r) for r in results)
