@@ -32,6 +32,13 @@ TINY_GROUNDING_OPTIONS = {"reference_images": "synthetic", "input_images": "synt
 bundled sample, which has neither reference images nor photos to inpaint, so objects without a
 reference image get a drawn one and inpainting starts from a drawn background
 (:mod:`gligen_eval.generation.modalities.images`). Explicit grounding options override them."""
+TINY_SPATIAL_OPTIONS = {"map_provider": "synthetic"}
+"""Grounding defaults of tiny spatial models (a tiny model, or an official checkpoint on the tiny base): a
+condition map drawn from each layout's boxes (:mod:`gligen_eval.generation.modalities.spatial`)."""
+
+
+def unet_has_downsampler(unet: Any) -> bool:
+    return getattr(unet, "downsample_net", None) is not None
 CHECKPOINT_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".safetensors")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _DTYPES = {
@@ -109,6 +116,8 @@ def load_components(
         origin = f"tiny random components (seed={tiny_seed}, sample_size={size}, modality={kind})"
         comps = Components(parts, {p: origin for p in parts}, name)
         comps.grounding_options = dict(TINY_GROUNDING_OPTIONS)
+        if unet_has_downsampler(parts["unet"]):
+            comps.grounding_options.update(TINY_SPATIAL_OPTIONS)
     elif Path(name).expanduser().is_file() and Path(name).suffix in CHECKPOINT_SUFFIXES:
         comps = _load_official(Path(name).expanduser(), base, tiny_seed=tiny_seed, sample_size=sample_size)
     else:
@@ -138,13 +147,10 @@ def _with_adapter(comps: "Components", adapter: str) -> "Components":
 
 
 def _check_modality(modality: str) -> None:
-    from gligen_eval.errors import GligenEvalError
-    from gligen_eval.generation.modalities import MODALITY_NAMES, SPATIAL_MODALITIES
+    from gligen_eval.generation.modalities import MODALITIES
 
-    if modality in SPATIAL_MODALITIES:
-        raise GligenEvalError(f"model.modality '{modality}': spatial-map grounding is not yet supported")
-    if modality not in MODALITY_NAMES:
-        raise ConfigError(f"unknown model.modality {modality!r} (known: {', '.join(MODALITY_NAMES)})")
+    if modality not in MODALITIES:
+        raise ConfigError(f"unknown model.modality {modality!r} (known: {', '.join(MODALITIES)})")
 
 
 def _detected_modality(comps: "Components", name: str, wanted: str | None) -> str:
@@ -156,6 +162,11 @@ def _detected_modality(comps: "Components", name: str, wanted: str | None) -> st
     except ValueError as e:
         raise GligenEvalError(f"model '{name}': {e}") from e
     if wanted is not None and wanted != found:
+        from gligen_eval.generation.modalities import compatible
+
+        if compatible(wanted, found) and hasattr(comps["unet"].position_net, "modality"):
+            comps["unet"].position_net.modality = wanted  # canny and depth weights look alike
+            return wanted
         raise ConfigError(f"model.modality is '{wanted}' but model '{name}' is a {found} model")
     if found.endswith("text-image-box"):
         missing = [p for p in IMAGE_PARTS if comps.get(p) is None]
@@ -235,7 +246,7 @@ def _load_official(path: Path, base: str | None, *, tiny_seed: int, sample_size:
         parts = tiny_components(seed=tiny_seed, sample_size=size)
         origin = f"tiny random components (seed={tiny_seed}, sample_size={size})"
         comps = Components(parts, {p: origin for p in PARTS}, str(path))
-        base_config: Any = parts["unet"].config
+        base_config: Any = parts["unet"]  # its config, and its first conv for a spatial model's α = 0 steps
     else:
         folder = _resolve_folder(base)
         comps = _load_folder(
@@ -245,6 +256,8 @@ def _load_official(path: Path, base: str | None, *, tiny_seed: int, sample_size:
         base_config = folder
     unet, _, info = load_official_unet(path, base=base_config)
     comps["unet"] = unet
+    if base == "tiny" and unet_has_downsampler(unet):
+        comps.grounding_options = dict(TINY_SPATIAL_OPTIONS)
     comps.sources["unet"] = f"{path} (official GLIGEN checkpoint, {info.modality})"
     if base == "tiny" and info.modality.endswith("text-image-box"):
         from gligen_eval.generation.tiny import tiny_image_parts
