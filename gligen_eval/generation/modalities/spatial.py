@@ -16,7 +16,8 @@ and drops the extra channels (:func:`~gligen_eval.generation.unet_forward.ground
 **Where the map comes from** (the tokenizer's ``options``):
 
 * ``map_provider``: a callable ``(layout, size) -> np.ndarray``, or ``"synthetic"`` (:func:`drawn_map`,
-  maps drawn from the layout's boxes; the offline default of tiny models);
+  maps drawn from the layout's boxes; the offline default of tiny models, which yields to an explicit
+  ``map`` option other than ``auto``/``synthetic``);
 * otherwise :func:`gligen_eval.conditions.load_condition` with the run's condition options
   (:data:`~gligen_eval.conditions.CONDITION_OPTIONS`: a given map file per layout, or extraction from the
   layout's real image).
@@ -91,9 +92,10 @@ class SpatialMapTokenizer(GroundingTokenizer):
 
     def map_for(self, layout: "Layout", size: int) -> np.ndarray:
         """The condition map of ``layout`` at ``size`` (checked: shape, dtype, range)."""
-        if self.map_provider == "synthetic":
+        drawn = self.map_provider == "synthetic" and self.condition_options.get("map") in (None, "auto", "synthetic")
+        if drawn:
             m = drawn_map(layout, self.modality, size)
-        elif self.map_provider is not None:
+        elif callable(self.map_provider):
             m = self.map_provider(layout, size)
         else:
             from gligen_eval.conditions import load_condition
