@@ -218,3 +218,17 @@ def test_gligen_eval_run_on_a_spatial_official_checkpoint(tmp_path, capsys):
     assert manifest["resolved"]["modality"] == "hed"
     assert manifest["resolved"]["sampler"]["alpha"] == [0.9, 0.0, 0.1]
     assert len(list((out / "images").rglob("*.png"))) == 3
+
+
+def test_diffusers_folder_round_trip_keeps_modality_sizes_and_base_conv(tmp_path):
+    from gligen_eval.generation.loading import save_components
+
+    depth = load_components("tiny", sample_size=SIZE, modality="depth")
+    again = load_components(str(save_components(depth, tmp_path / "depth")))
+    assert again.modality == "depth"
+    ours, back = depth["unet"], again["unet"]
+    assert ours.state_dict().keys() == back.state_dict().keys()
+    assert all(torch.equal(v, back.state_dict()[k]) for k, v in ours.state_dict().items())
+    assert back.position_net.resize_input == ours.position_net.resize_input
+    assert back.downsample_net.resize_input == ours.downsample_net.resize_input
+    assert all(torch.equal(a, b) for a, b in zip(base_conv_in(ours), base_conv_in(back)))

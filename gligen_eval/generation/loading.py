@@ -56,7 +56,7 @@ class Components(dict):
         self.sources = dict(sources)
         self.name = name
         self.modality = modality
-        """The grounding modality (``text-box``, ``text-image-box``, ``keypoint``, ``inpaint-*``)."""
+        """The grounding modality (a name of :data:`gligen_eval.generation.modalities.MODALITIES`)."""
         self.grounding_options: dict[str, Any] = {}
         """Defaults for the grounding tokenizer's options (see ``grounding.default_grounding``)."""
 
@@ -168,7 +168,9 @@ def _detected_modality(comps: "Components", name: str, wanted: str | None) -> st
             comps["unet"].position_net.modality = wanted  # canny and depth weights look alike
             return wanted
         raise ConfigError(f"model.modality is '{wanted}' but model '{name}' is a {found} model")
-    if found.endswith("text-image-box"):
+    from gligen_eval.generation.modalities import MODALITIES
+
+    if MODALITIES[found].position_net == "text-image":
         missing = [p for p in IMAGE_PARTS if comps.get(p) is None]
         if missing:
             raise MissingWeightsError(
@@ -259,7 +261,9 @@ def _load_official(path: Path, base: str | None, *, tiny_seed: int, sample_size:
     if base == "tiny" and unet_has_downsampler(unet):
         comps.grounding_options = dict(TINY_SPATIAL_OPTIONS)
     comps.sources["unet"] = f"{path} (official GLIGEN checkpoint, {info.modality})"
-    if base == "tiny" and info.modality.endswith("text-image-box"):
+    from gligen_eval.generation.modalities import MODALITIES
+
+    if base == "tiny" and MODALITIES[info.modality].position_net == "text-image":
         from gligen_eval.generation.tiny import tiny_image_parts
 
         comps.update(tiny_image_parts(tiny_seed))
@@ -317,27 +321,61 @@ def _load_folder(
     return Components(loaded, sources, name)
 
 
+SPATIAL_SIDECAR = "gligen_spatial.json"
+"""What a spatial UNet folder needs beside diffusers' files: the modality (canny and depth weights look
+alike), the resize sizes of the position net and the downsampler, and the base first conv of the
+α = 0 steps (``base_conv_in.safetensors``)."""
+
+
 def _is_keypoint_unet(sub: Path) -> bool:
-    """Whether a diffusers UNet folder holds a keypoint position net (read from the safetensors header)."""
+    """Whether a diffusers UNet folder holds a position net diffusers cannot build (keypoint, spatial)."""
     f = sub / "diffusion_pytorch_model.safetensors"
     if not f.is_file():
         return False
     from safetensors import safe_open
 
     with safe_open(str(f), framework="pt") as st:
-        return "position_net.person_embedding" in set(st.keys())
+        keys = set(st.keys())
+    return "position_net.person_embedding" in keys or (sub / SPATIAL_SIDECAR).is_file()
 
 
 def _load_keypoint_unet(sub: Path) -> Any:
-    """A gated UNet with a :class:`~gligen_eval.generation.keypoint_net.KeypointPositionNet` from a diffusers folder."""
+    """A gated UNet with our keypoint or spatial position net from a diffusers folder."""
     from gligen_eval.generation.checkpoints import build_unet, load_converted, read_checkpoint
 
     config = json.loads((sub / "config.json").read_text())
     state = read_checkpoint(sub / "diffusion_pytorch_model.safetensors")
     pos = {k[len("position_net."):]: v for k, v in state.items() if k.startswith("position_net.")}
-    unet = build_unet(config, position_net="keypoint", position_state=pos)
+    side = sub / SPATIAL_SIDECAR
+    if not side.is_file():
+        unet = build_unet(config, position_net="keypoint", position_state=pos)
+        load_converted(unet, state, where=str(sub))
+        return unet.eval()
+    info = json.loads(side.read_text())
+    down = {k[len("downsample_net."):]: v for k, v in state.items() if k.startswith("downsample_net.")}
+    unet = build_unet(config, position_net=info["modality"], position_state=pos, downsampler_state=down, spatial=info)
     load_converted(unet, state, where=str(sub))
+    conv = sub / "base_conv_in.safetensors"
+    if conv.is_file():
+        from gligen_eval.generation.unet_forward import set_base_conv_in
+
+        c = read_checkpoint(conv)
+        set_base_conv_in(unet, c["weight"], c["bias"])
     return unet.eval()
+
+
+def _save_spatial_sidecar(unet: Any, sub: Path) -> None:
+    from gligen_eval.generation.checkpoints import spatial_settings
+    from gligen_eval.generation.unet_forward import base_conv_in
+
+    info = {"modality": unet.position_net.modality, **spatial_settings(unet)}
+    (sub / SPATIAL_SIDECAR).write_text(json.dumps(info, indent=2) + "\n")
+    conv = base_conv_in(unet)
+    if conv is not None:
+        from safetensors.torch import save_file
+
+        save_file({"weight": conv[0].detach().cpu().contiguous(), "bias": conv[1].detach().cpu().contiguous()},
+                  str(sub / "base_conv_in.safetensors"))  # fmt: skip
 
 
 def save_components(components: Mapping[str, Any], folder: str | Path) -> Path:
@@ -359,6 +397,8 @@ def save_components(components: Mapping[str, Any], folder: str | Path) -> Path:
     for part in PARTS + (IMAGE_PARTS if image else ()):
         obj = components[part]
         obj.save_pretrained(str(out / part))
+        if part == "unet" and unet_has_downsampler(obj):
+            _save_spatial_sidecar(obj, out / part)
         library = "transformers" if type(obj).__module__.startswith("transformers") else "diffusers"
         index[part] = [library, type(obj).__name__]
     index["safety_checker"] = [None, None]
