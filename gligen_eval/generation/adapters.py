@@ -47,7 +47,7 @@ from gligen_eval.generation.checkpoints import (
     spatial_settings,
     unet_config_from_official,
 )
-from gligen_eval.generation.keymap import SPATIAL_KINDS
+from gligen_eval.generation.keymap import spatial_kinds
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -246,7 +246,7 @@ def apply_adapter(
         config["in_channels"] = int(state["conv_in.weight"].shape[1])
     kind = position_net_kind(state)
     modality = meta.get("modality") or modality_of_state(state)
-    if kind in SPATIAL_KINDS and modality in SPATIAL_KINDS:
+    if kind in spatial_kinds() and modality in spatial_kinds():
         kind = modality  # canny and depth adapters have the same keys; the metadata names the modality
     pos = {k[len("position_net."):]: v for k, v in state.items() if k.startswith("position_net.")}
     down = {k[len("downsample_net."):]: v for k, v in state.items() if k.startswith("downsample_net.")}
@@ -256,7 +256,7 @@ def apply_adapter(
     merged.update(state)
     load_converted(unet, merged, where=f"adapter {source}")
     base_conv = base_unet.conv_in
-    if kind in SPATIAL_KINDS and int(base_conv.weight.shape[1]) == BASE_IN_CHANNELS:
+    if kind in spatial_kinds() and int(base_conv.weight.shape[1]) == BASE_IN_CHANNELS:
         from gligen_eval.generation.unet_forward import set_base_conv_in
 
         set_base_conv_in(unet, base_conv.weight, base_conv.bias)  # the base's own first conv for α = 0 steps

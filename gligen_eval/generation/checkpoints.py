@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from gligen_eval.errors import GligenEvalError, InputError, MissingWeightsError
 from gligen_eval.generation.keymap import (  # noqa: F401  (re-exported)
     BASE_IN_CHANNELS,
-    SPATIAL_KINDS,
+    spatial_kinds,
     KeyMapper,
     PositionNetKind,
     classify_key,

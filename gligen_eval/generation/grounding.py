@@ -292,9 +292,9 @@ def detect_modality(components: Mapping[str, Any]) -> str:
 
 def grounding_option_names() -> list[str]:
     """Every option name the supported modalities take."""
-    from gligen_eval.generation.modalities import ALL_MODALITIES
+    from gligen_eval.generation.modalities import MODALITIES
 
-    return sorted({o for m in ALL_MODALITIES for o in grounding_class(m).options})
+    return sorted({o for m in MODALITIES for o in grounding_class(m).options})
 
 
 def default_grounding(components: Mapping[str, Any], **options: Any) -> GroundingTokenizer:

@@ -48,7 +48,9 @@ PositionNetKind = str
 BASE_IN_CHANNELS = 4
 """Input channels of the frozen SD-1.x UNet that every GLIGEN adapter is trained on."""
 
-SPATIAL_KINDS = ("hed", "canny", "depth", "normal", "sem")
+def spatial_kinds() -> tuple[str, ...]:
+    """Position-net kinds of the spatial modalities in the table (their names; our keys are the official ones)."""
+    return tuple(s.position_net for s in MODALITIES.values() if s.spatial)
 
 _RESNET_OFFICIAL_TO_OURS = {
     "in_layers.0": "norm1",
@@ -218,14 +220,14 @@ class KeyMapper:
             from gligen_eval.generation.keypoint_net import OFFICIAL_TO_OURS
 
             return OFFICIAL_TO_OURS.get(name)
-        return name if self.position_net in ("text", "text-image") + SPATIAL_KINDS else None
+        return name if self.position_net in ("text", "text-image") + spatial_kinds() else None
 
     def _pos_to_official(self, name: str) -> str | None:
         if self.position_net == "keypoint":
             from gligen_eval.generation.keypoint_net import OURS_TO_OFFICIAL
 
             return OURS_TO_OFFICIAL.get(name)
-        return name if self.position_net in ("text", "text-image") + SPATIAL_KINDS else None
+        return name if self.position_net in ("text", "text-image") + spatial_kinds() else None
 
     def to_ours(self, key: str) -> str | None:
         """Our name for an official key (``None`` when it has no counterpart)."""
@@ -233,7 +235,7 @@ class KeyMapper:
             name = self._pos_to_ours(key[len("position_net."):])
             return None if name is None else "position_net." + name
         if key.startswith("downsample_net."):
-            return key if self.position_net in SPATIAL_KINDS else None
+            return key if self.position_net in spatial_kinds() else None
         for off, ours, resnet in self.pairs:
             if key.startswith(off):
                 rest = key[len(off):]
@@ -251,7 +253,7 @@ class KeyMapper:
             name = self._pos_to_official(key[len("position_net."):])
             return None if name is None else "position_net." + name
         if key.startswith("downsample_net."):
-            return key if self.position_net in SPATIAL_KINDS else None
+            return key if self.position_net in spatial_kinds() else None
         best = None
         for off, ours, resnet in self.pairs:
             if key.startswith(ours) and (best is None or len(ours) > len(best[1])):

@@ -33,11 +33,15 @@ import torch.nn.functional as F
 
 CONVNEXT_T_DEPTHS = (3, 3, 9, 3)
 CONVNEXT_T_DIMS = (96, 192, 384, 768)
-SEM_CLASSES = 152
-"""Channels of the official sem one-hot (ADE20K's 150 classes plus "other" 0, as the released model has them)."""
 
-INPUT_NAMES = {"hed": "hed_edge", "canny": "canny_edge", "depth": "depth", "normal": "normal", "sem": "sem"}
-"""The official keyword argument of each spatial position net."""
+
+def _spatial_spec(modality: str):
+    from gligen_eval.generation.modalities import MODALITIES, SPATIAL_MODALITIES
+
+    s = MODALITIES.get(modality)
+    if s is None or not s.spatial:
+        raise ValueError(f"no spatial grounding net for {modality!r} (known: {', '.join(SPATIAL_MODALITIES)})")
+    return s
 
 
 class ChannelsFirstLayerNorm(nn.Module):
@@ -127,12 +131,11 @@ class SpatialPositionNet(nn.Module):
         hidden_dim: int = 512,
     ):
         super().__init__()
-        if modality not in INPUT_NAMES:
-            raise ValueError(f"no spatial position net for {modality!r} (known: {', '.join(INPUT_NAMES)})")
+        spec = _spatial_spec(modality)
         if resize_input % 32:
             raise ValueError(f"resize_input must be a multiple of 32 (the ConvNeXt stride), got {resize_input}")
         self.modality = modality
-        self.input_name = INPUT_NAMES[modality]
+        self.input_name = spec.map_input
         self.resize_input = int(resize_input)
         self.out_dim = int(out_dim)
         self.in_dim = in_dim
@@ -181,35 +184,36 @@ class SpatialDownsampler(nn.Module):
 
     def __init__(self, modality: str, *, resize_input: int = 256, out_dim: int = 8, in_dim: int | None = None, hidden_dim: int | None = None):
         super().__init__()
-        if modality not in INPUT_NAMES:
-            raise ValueError(f"no spatial downsampler for {modality!r} (known: {', '.join(INPUT_NAMES)})")
+        spec = _spatial_spec(modality)
         self.modality = modality
-        if modality == "hed":
-            self.resize_input, self.out_dim, self.factor = 64, 1, 1
+        self.classes = spec.map_classes
+        """One-hot width of a label map (sem), else ``None``."""
+        self.first_channel = spec.downsampler_in in (None, 1)
+        """canny/depth/HED use channel 0 of the (grey, stored as RGB) map; normal all three."""
+        if spec.downsampler_in is None:  # HED: no parameters, channel 0 straight to the latent size
+            self.resize_input, self.out_dim, self.factor, self.layers = 64, 1, 1, None
             return
         self.factor = 4
         self.resize_input = int(resize_input)
         self.out_dim = int(out_dim)
-        if in_dim is None:
-            in_dim = {"normal": 3, "sem": SEM_CLASSES}.get(modality, 1)
-        self.in_dim = int(in_dim)
-        hidden = hidden_dim if hidden_dim is not None else (16 if modality == "sem" else 4)
+        self.in_dim = int(in_dim if in_dim is not None else spec.downsampler_in)
+        hidden = hidden_dim if hidden_dim is not None else (16 if self.classes else 4)
         self.layers = nn.Sequential(
             nn.Conv2d(self.in_dim, hidden, 4, 2, 1), nn.SiLU(), nn.Conv2d(hidden, self.out_dim, 4, 2, 1)
         )
 
     def forward(self, x: torch.Tensor, latent_size: int | None = None) -> torch.Tensor:
         size = self.resize_input if latent_size is None else int(latent_size) * self.factor
-        if self.modality == "sem":
+        if self.classes:  # a label map: nearest (on labels, then one-hot: the same as nearest on the one-hot)
             if not x.is_floating_point():
                 x = one_hot_labels(_resize_nearest(x, size), self.in_dim, self.layers[0].weight.dtype)
             else:
                 x = F.interpolate(x, (size, size), mode="nearest")
             return self.layers(x)
-        if self.modality in ("hed", "canny", "depth"):
+        if self.first_channel:
             x = x[:, :1]
         x = F.interpolate(x, (size, size), mode="bicubic")
-        return x if self.modality == "hed" else self.layers(x)
+        return x if self.layers is None else self.layers(x)
 
     def extra_repr(self) -> str:
         return f"modality={self.modality}, resize_input={self.resize_input}, out_dim={self.out_dim}"

@@ -222,7 +222,7 @@ def tiny_unet(spec, *, seed: int, sample_size: int):
         torch.manual_seed(seed + 3)
         unet.position_net = KeypointPositionNet(out_dim=TINY_HIDDEN, hidden_dim=64)
     elif spec.spatial:
-        from gligen_eval.generation.spatial_net import SEM_CLASSES, SpatialDownsampler, SpatialPositionNet
+        from gligen_eval.generation.spatial_net import SpatialDownsampler, SpatialPositionNet
         from gligen_eval.generation.unet_forward import set_base_conv_in
 
         torch.manual_seed(seed)  # the first module a tiny UNet builds: the base model's conv_in
@@ -231,7 +231,7 @@ def tiny_unet(spec, *, seed: int, sample_size: int):
         torch.manual_seed(seed + 3)
         unet.position_net = SpatialPositionNet(
             spec.name, resize_input=max(64, 2 * sample_size // 32 * 32), out_dim=TINY_HIDDEN,
-            in_dim=SEM_CLASSES if spec.name == "sem" else None, **TINY_SPATIAL,
+            in_dim=spec.map_classes, **TINY_SPATIAL,
         )  # fmt: skip
         unet.downsample_net = SpatialDownsampler(spec.name, resize_input=4 * (sample_size // VAE_SCALE_FACTOR))
     _randomize_grounding_parameters(unet, seed)

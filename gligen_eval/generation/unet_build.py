@@ -14,7 +14,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any, Mapping
 
 from gligen_eval.errors import GligenEvalError
-from gligen_eval.generation.keymap import SPATIAL_KINDS, KeyMapper, PositionNetKind, position_net_kind
+from gligen_eval.generation.keymap import KeyMapper, PositionNetKind, position_net_kind, spatial_kinds
 from gligen_eval.generation.modalities import MODALITIES, ModalitySpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -131,7 +131,7 @@ def build_position_net(
     kind: PositionNetKind, state: Mapping[str, Any], *, cross_attention_dim: int, resize_input: int | None = None
 ) -> "nn.Module":
     """An empty position net of ``kind`` shaped like ``state`` (our keys, without ``position_net.``)."""
-    if kind in SPATIAL_KINDS:
+    if kind in spatial_kinds():
         from gligen_eval.generation.spatial_net import SpatialPositionNet, position_net_params
 
         params = position_net_params(state)
@@ -173,7 +173,7 @@ def position_net_from_official(official_state: Mapping[str, Any], *, kind: Posit
             else position_net_kind(state) if "convnext_tiny_backbone.downsample_layers.0.0.weight" in names else "text"
         )  # fmt: skip
     mapper = KeyMapper(pairs=[], position_net=kind)
-    if kind in SPATIAL_KINDS:
+    if kind in spatial_kinds():
         ours = {k[len("position_net."):]: v for k, v in state.items()}
         net = build_position_net(kind, ours, cross_attention_dim=int(ours["linears.4.weight"].shape[0]))
         net.load_state_dict(ours, strict=True)
@@ -215,7 +215,7 @@ def build_unet(
     dim = int(config["cross_attention_dim"])
     with ctx:
         unet = UNet2DConditionModel(**plain_unet_config(config))
-        if position_net in SPATIAL_KINDS:
+        if position_net in spatial_kinds():
             from gligen_eval.generation.spatial_net import SpatialDownsampler, SpatialPositionNet, downsampler_params
 
             sp = dict(spatial or {})
@@ -298,9 +298,9 @@ def official_config_dict(unet: "nn.Module") -> dict[str, Any]:
             tok["in_dim"] = int(net.in_dim)
         params["grounding_tokenizer"]["params"] = tok
         dparams: dict[str, Any] = {"out_dim": int(down.out_dim)}
-        if spec.name != "hed":
+        if down.layers is not None:  # HED's downsampler has no parameters and a fixed size
             dparams["resize_input"] = int(down.resize_input)
-            if spec.name == "sem":
+            if down.classes:
                 dparams["in_dim"] = int(down.in_dim)
         params["grounding_downsampler"] = {"target": targets[1], "params": dparams}
     return {"model": {"target": "ldm.modules.diffusionmodules.openaimodel.UNetModel", "params": params}}

@@ -72,6 +72,10 @@ class ModalitySpec:
     """``"module:function"`` building its tiny random UNet (``function(spec, seed=..., sample_size=...)``)."""
     official_targets: tuple[str, str | None] | None = None
     """Official ``grounding_tokenizer`` and ``grounding_downsampler`` config targets."""
+    map_input: str | None = None
+    """Spatial: the position net's official keyword for the map (``canny_edge``, ``hed_edge``, ...)."""
+    map_classes: int | None = None
+    """Spatial label maps (sem): the one-hot width (152); the map is then integer labels, not an image."""
 
     @property
     def spatial(self) -> bool:
@@ -85,12 +89,18 @@ class ModalitySpec:
         return self.official_keys if official or self.our_keys is None else self.our_keys
 
 
-def _spatial(name: str, in_ch: int, down_in: int | None, alpha, *, same_as: str | None = None, extra_keys=()) -> ModalitySpec:
-    cls = {"hed": "Hed", "canny": "Canny", "depth": "Depth", "normal": "Normal", "sem": "Sem"}[name]
+def _spatial(
+    name: str, in_ch: int, down_in: int | None, alpha, map_input: str, *, same_as: str | None = None,
+    extra_keys: tuple[str, ...] = (), classes: int | None = None,
+) -> ModalitySpec:
+    """A spatial spec: ``down_in`` is the downsampler's input (None: HED's parameter-free one, 1: the map's
+    first channel, 3: all three, ``classes``: the one-hot of a label map)."""
+    cls = name.capitalize()
     return ModalitySpec(
         name, "gated", name, in_ch, f"generation_{name}", f"gligen/gligen-generation-{name}",
         f"{_PKG}.modalities.spatial:{cls}Tokenizer", alpha, _CONVNEXT + tuple(extra_keys),
         downsampler_in=down_in, extra_input="spatial", layout_images=("condition",), same_keys_as=same_as,
+        map_input=map_input, map_classes=classes,
         official_targets=(f"{_LDM}.{name}_grounding_net.PositionNet", f"{_LDM}.{name}_grounding_downsampler.GroundingDownsampler"),
     )  # fmt: skip
 
@@ -129,11 +139,11 @@ MODALITIES: dict[str, ModalitySpec] = {
             (1.0, 0.0, 0.0), _IMAGE_KEYS, extra_input="inpaint", forced_scale=1.0,
             layout_images=("input", "reference"), official_targets=_IMAGE_T,
         ),
-        _spatial("hed", 5, None, (0.9, 0.0, 0.1)),
-        _spatial("canny", 12, 1, (0.9, 0.0, 0.1)),
-        _spatial("depth", 12, 1, (0.7, 0.0, 0.3), same_as="canny"),
-        _spatial("normal", 12, 3, (0.7, 0.0, 0.3)),
-        _spatial("sem", 12, 152, (0.7, 0.0, 0.3), extra_keys=("in_conv.weight",)),
+        _spatial("hed", 5, None, (0.9, 0.0, 0.1), "hed_edge"),
+        _spatial("canny", 12, 1, (0.9, 0.0, 0.1), "canny_edge"),
+        _spatial("depth", 12, 1, (0.7, 0.0, 0.3), "depth", same_as="canny"),
+        _spatial("normal", 12, 3, (0.7, 0.0, 0.3), "normal"),
+        _spatial("sem", 12, 152, (0.7, 0.0, 0.3), "sem", extra_keys=("in_conv.weight",), classes=152),
     )  # fmt: skip
 }
 

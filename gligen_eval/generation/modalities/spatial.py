@@ -133,12 +133,15 @@ class SpatialMapTokenizer(GroundingTokenizer):
 
 def check_map(m: np.ndarray, modality: str, size: int, *, layout_id: str | None = None) -> np.ndarray:
     """``m`` as the model takes it, or a one-line error naming the layout."""
+    from gligen_eval.generation.modalities import spec
+
     where = f"layout {layout_id}: " if layout_id is not None else ""
-    if modality == "sem":
+    classes = spec(modality).map_classes
+    if classes:
         if m.shape != (size, size) or not np.issubdtype(m.dtype, np.integer):
-            raise GligenEvalError(f"{where}a sem map must be integer labels of shape ({size}, {size}), got {m.dtype} {m.shape}")
-        if m.min() < 0 or m.max() > SEM_LABELS + 1:
-            raise GligenEvalError(f"{where}sem labels must be in [0, {SEM_LABELS}], got [{m.min()}, {m.max()}]")
+            raise GligenEvalError(f"{where}a {modality} map must be integer labels of shape ({size}, {size}), got {m.dtype} {m.shape}")
+        if m.min() < 0 or m.max() >= classes:
+            raise GligenEvalError(f"{where}{modality} labels must be in [0, {classes - 1}], got [{m.min()}, {m.max()}]")
         return m.astype(np.int64)
     if m.shape != (3, size, size) or not np.issubdtype(m.dtype, np.floating):
         raise GligenEvalError(f"{where}a {modality} map must be float (3, {size}, {size}) in [-1, 1], got {m.dtype} {m.shape}")
