@@ -198,10 +198,6 @@ def compatible(asked: str, found: str) -> bool:
     return a.name == f.name or a.same_keys_as == f.name or f.same_keys_as == a.name
 
 
-def _check(modality: str) -> None:
-    spec(modality)
-
-
 def default_alpha(modality: str) -> list[float]:
     """The official scheduled-sampling ``alpha_type = [p1, p2, p3]`` of ``modality``.
 
