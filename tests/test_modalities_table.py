@@ -58,8 +58,8 @@ def test_a_new_spatial_modality_is_its_spec_and_its_tokenizer(monkeypatch):
     maps = lambda layout, size: drawn_map(layout, "canny", size)  # noqa: E731
     smp = GroundedSampler(comps, grounding=G.default_grounding(comps, map_provider=maps))
     assert isinstance(smp.grounding, ScribbleTokenizer) and smp.default_alpha() == [0.5, 0.0, 0.5]
-    lays = [Layout(layout_id=f"x{i}", caption="a sketch", objects=(GroundedObject(phrase="cup", box=(0.1 * i, 0.1, 0.6, 0.7)),))
-            for i in range(2)]  # fmt: skip
+    cup = [(GroundedObject(phrase="cup", box=(0.1 * i, 0.1, 0.6, 0.7)),) for i in range(2)]
+    lays = [Layout(layout_id=f"x{i}", caption="a sketch", objects=objs) for i, objs in enumerate(cup)]
     out = smp.generate_arrays(lays, [0, 0], SamplerConfig(steps=2, height=32, width=32, batch_size=2))
     assert out.shape == (2, 32, 32, 3) and np.abs(out[0] - out[1]).max() > 1e-3
 

@@ -136,7 +136,11 @@ def test_map_sources_and_checks(monkeypatch):
     import gligen_eval.conditions as conditions
 
     seen = []
-    monkeypatch.setattr(conditions, "load_condition", lambda layout, modality, *, size, **o: seen.append((modality, size, o)) or drawn_map(layout, modality, size))  # noqa: E501
+    def fake_load_condition(layout, modality, *, size, **options):
+        seen.append((modality, size, options))
+        return drawn_map(layout, modality, size)
+
+    monkeypatch.setattr(conditions, "load_condition", fake_load_condition)
     tok = G.get_grounding("depth", map="given", map_dir="/maps", canny_low=None)
     tok.map_for(LAYOUTS[0], 16)
     assert seen == [("depth", 16, {"map": "given", "map_dir": "/maps"})]

@@ -31,7 +31,8 @@ def _fixture(official_dir, name):
     if "input.sem_labels" in t:  # the sem one-hot is stored as its label map
         labels = t["input.sem_labels"].long()
         grounding["sem"] = torch.zeros(labels.shape[0], 152, *labels.shape[1:]).scatter_(1, labels[:, None], 1.0)
-    inputs = {"x": t["input.x"], "timesteps": t["input.timesteps"], "context": t["input.context"], "grounding_input": grounding}
+    inputs = {"x": t["input.x"], "timesteps": t["input.timesteps"], "context": t["input.context"]}
+    inputs["grounding_input"] = grounding
     spatial = "input.sd_first_conv.weight" in t
     if spatial:  # the downsampler's input is the position net's map, stored once
         inputs["grounding_extra_input"] = next(v for k, v in grounding.items() if k != "mask")
@@ -81,7 +82,8 @@ def test_the_fixtures_are_sensitive(loaded):
     assert (_run(unet, inputs, 0.5) - outputs["eps_scale1"]).abs().max() > 1e-3
     if conv is None:
         return
-    moved = {**inputs, "grounding_input": {k: (v.roll(8, dims=-1) if v.dim() == 4 else v) for k, v in inputs["grounding_input"].items()}}
+    shifted = {k: (v.roll(8, dims=-1) if v.dim() == 4 else v) for k, v in inputs["grounding_input"].items()}
+    moved = {**inputs, "grounding_input": shifted}
     moved["grounding_extra_input"] = next(v for k, v in moved["grounding_input"].items() if k != "mask")
     assert (_run(unet, moved, 1.0) - outputs["eps_scale1"]).abs().max() > 1e-3
     assert (_run(unet, inputs, 0.0) - outputs["eps_scale0_sd_first_conv"]).abs().max() > 1e-3  # no swap

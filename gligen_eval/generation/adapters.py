@@ -3,7 +3,8 @@
 A GLIGEN model is a frozen SD UNet (the *base*) plus an *adapter*: the gated self-attention fusers
 in every transformer block, the position net, a spatial model's map downsampler, and, when the model
 takes extra input channels (inpainting: 9, HED: 5, other spatial: 12), the input convolution's weight.
-An adapter applied to a base UNet keeps the base's own first conv for a spatial model's α = 0 steps. Key classification lives in
+An adapter applied to a base UNet keeps the base's own first conv for a spatial model's α = 0 steps.
+Key classification lives in
 :func:`gligen_eval.generation.checkpoints.classify_key`.
 
 * :func:`save_adapter` writes the adapter weights only, as safetensors, with metadata (modality,

@@ -182,7 +182,10 @@ class SpatialDownsampler(nn.Module):
     to ``4 * latent_size`` (HED: ``latent_size``) instead.
     """
 
-    def __init__(self, modality: str, *, resize_input: int = 256, out_dim: int = 8, in_dim: int | None = None, hidden_dim: int | None = None):
+    def __init__(
+        self, modality: str, *, resize_input: int = 256, out_dim: int = 8,
+        in_dim: int | None = None, hidden_dim: int | None = None,
+    ):  # fmt: skip
         super().__init__()
         spec = _spatial_spec(modality)
         self.modality = modality

@@ -220,7 +220,8 @@ def build_unet(
 
             sp = dict(spatial or {})
             if position_state is None:
-                unet.position_net = SpatialPositionNet(position_net, resize_input=sp.get("position_resize", 448), out_dim=dim)
+                resize = sp.get("position_resize", 448)
+                unet.position_net = SpatialPositionNet(position_net, resize_input=resize, out_dim=dim)
             else:
                 unet.position_net = build_position_net(
                     position_net, position_state, cross_attention_dim=dim, resize_input=sp.get("position_resize")

@@ -101,7 +101,9 @@ def _spatial(
         f"{_PKG}.modalities.spatial:{cls}Tokenizer", alpha, _CONVNEXT + tuple(extra_keys),
         downsampler_in=down_in, extra_input="spatial", layout_images=("condition",), same_keys_as=same_as,
         map_input=map_input, map_classes=classes,
-        official_targets=(f"{_LDM}.{name}_grounding_net.PositionNet", f"{_LDM}.{name}_grounding_downsampler.GroundingDownsampler"),
+        official_targets=(
+            f"{_LDM}.{name}_grounding_net.PositionNet", f"{_LDM}.{name}_grounding_downsampler.GroundingDownsampler"
+        ),
     )  # fmt: skip
 
 

@@ -139,12 +139,16 @@ def check_map(m: np.ndarray, modality: str, size: int, *, layout_id: str | None 
     classes = spec(modality).map_classes
     if classes:
         if m.shape != (size, size) or not np.issubdtype(m.dtype, np.integer):
-            raise GligenEvalError(f"{where}a {modality} map must be integer labels of shape ({size}, {size}), got {m.dtype} {m.shape}")
+            raise GligenEvalError(
+                f"{where}a {modality} map must be integer labels of shape ({size}, {size}), got {m.dtype} {m.shape}"
+            )
         if m.min() < 0 or m.max() >= classes:
             raise GligenEvalError(f"{where}{modality} labels must be in [0, {classes - 1}], got [{m.min()}, {m.max()}]")
         return m.astype(np.int64)
     if m.shape != (3, size, size) or not np.issubdtype(m.dtype, np.floating):
-        raise GligenEvalError(f"{where}a {modality} map must be float (3, {size}, {size}) in [-1, 1], got {m.dtype} {m.shape}")
+        raise GligenEvalError(
+            f"{where}a {modality} map must be float (3, {size}, {size}) in [-1, 1], got {m.dtype} {m.shape}"
+        )
     if not np.isfinite(m).all() or m.min() < -1.0 - 1e-3 or m.max() > 1.0 + 1e-3:
         raise GligenEvalError(f"{where}a {modality} map must lie in [-1, 1], got [{m.min():.3g}, {m.max():.3g}]")
     return m.astype(np.float32)
