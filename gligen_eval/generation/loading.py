@@ -301,8 +301,8 @@ def _load_folder(
         try:
             if part == "scheduler":
                 obj = cls.from_pretrained(str(sub))
-            elif part == "unet" and _is_keypoint_unet(sub):
-                obj = _load_keypoint_unet(sub)
+            elif part == "unet" and _is_custom_unet(sub):
+                obj = _load_custom_unet(sub)
             else:
                 obj = cls.from_pretrained(str(sub), local_files_only=True)
         except (OSError, ValueError) as e:
@@ -327,7 +327,7 @@ alike), the resize sizes of the position net and the downsampler, and the base f
 α = 0 steps (``base_conv_in.safetensors``)."""
 
 
-def _is_keypoint_unet(sub: Path) -> bool:
+def _is_custom_unet(sub: Path) -> bool:
     """Whether a diffusers UNet folder holds a position net diffusers cannot build (keypoint, spatial)."""
     f = sub / "diffusion_pytorch_model.safetensors"
     if not f.is_file():
@@ -339,7 +339,7 @@ def _is_keypoint_unet(sub: Path) -> bool:
     return "position_net.person_embedding" in keys or (sub / SPATIAL_SIDECAR).is_file()
 
 
-def _load_keypoint_unet(sub: Path) -> Any:
+def _load_custom_unet(sub: Path) -> Any:
     """A gated UNet with our keypoint or spatial position net from a diffusers folder."""
     from gligen_eval.generation.checkpoints import build_unet, load_converted, read_checkpoint
 
