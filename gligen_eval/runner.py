@@ -480,8 +480,11 @@ def generate_missing(rd: store.RunDir, requests: list[Request], sampler, sampler
 
 
 def _inpaint_extra(sampler, layout: Layout, image, sampler_cfg) -> dict[str, Any]:
+    from gligen_eval.generation.modalities import MODALITIES
+
     grounding = sampler.grounding
-    if not hasattr(grounding, "input_image"):
+    spec = MODALITIES.get(grounding.describe()["modality"])
+    if not (spec.inpainting if spec is not None else hasattr(grounding, "input_image")):
         return {}
     from gligen_eval.generation.modalities.preservation import outside_psnr
 

@@ -141,19 +141,25 @@ def test_modality_mismatch_and_non_official_files(tmp_path):
         C.load_official_unet(path, base={**dict(unet.config), "block_out_channels": [64, 128]})
 
 
-def test_spatial_checkpoint_is_recognised_and_refused(tmp_path):
+def test_spatial_checkpoint_layouts_are_recognised(tmp_path):
     official = C.to_official(_tiny_unet("text-box"))
     official = {k: v for k, v in official.items() if not k.startswith("position_net.")}
-    official["position_net.convnext_tiny_backbone.stages.0.0.gamma"] = torch.zeros(8)
+    official["position_net.convnext_tiny_backbone.downsample_layers.0.0.weight"] = torch.zeros(8, 3, 4, 4)
     official["position_net.pos_embedding"] = torch.zeros(1, 4, 32)
-    official["downsample_net.layers.0.weight"] = torch.zeros(4, 1, 4, 4)
+    official["position_net.null_feature"] = torch.zeros(32)
+    assert C.detect_official_modality({**official, "input_blocks.0.0.weight": torch.zeros(32, 5, 3, 3)}) == "hed"
     w = official["input_blocks.0.0.weight"]
     official["input_blocks.0.0.weight"] = torch.cat([w, torch.zeros(w.shape[0], 8, 3, 3)], 1)
-    assert C.detect_official_modality(official) == "canny"
-    path = tmp_path / "canny.bin"
-    torch.save({"model": official}, path)
-    with pytest.raises(GligenEvalError, match=r"spatial modality 'canny or depth.*' is not yet supported.*input_conv 1"):
-        C.load_official_unet(path)
+    official["downsample_net.layers.0.weight"] = torch.zeros(4, 1, 4, 4)
+    assert C.detect_official_modality(official) == "canny"  # canny and depth share one layout
+    official["downsample_net.layers.0.weight"] = torch.zeros(4, 3, 4, 4)
+    assert C.detect_official_modality(official) == "normal"
+    official["position_net.in_conv.weight"] = torch.zeros(3, 152, 3, 3)
+    official["downsample_net.layers.0.weight"] = torch.zeros(16, 152, 4, 4)
+    assert C.detect_official_modality(official) == "sem"
+    official["input_blocks.0.0.weight"] = w  # a spatial position net on a 4-channel UNet: no such model
+    with pytest.raises(GligenEvalError, match="not a released GLIGEN modality"):
+        C.detect_official_modality(official)
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,12 +294,19 @@ def test_manifest_spatial_keys_are_classified(official_dir, modality):
     assert len(base) == 685
     detected = C.detect_official_modality(official)
     assert detected == ("canny" if modality == "depth" else modality)  # canny and depth share one layout
-    assert not C.MODALITIES[detected].supported
-    # the frozen base and the fusers map onto our UNet even though the position net does not
-    config = C.unet_config_from_official(official, modality=detected)
-    mapper = C.KeyMapper.for_config(config)
-    unmapped = [k for k in official if mapper.to_ours(k) is None]
-    assert unmapped and all(k.startswith(("position_net.", "downsample_net.")) for k in unmapped)
+    # every key maps onto our UNet (position net and downsampler under their own names) and back
+    config = C.unet_config_from_official(official, modality=modality)
+    assert config == C.sd14_unet_config(modality)
+    state = C.convert_official_state_dict(official, config, position_net=modality)
+    pos = {k[len("position_net."):]: v for k, v in state.items() if k.startswith("position_net.")}
+    down = {k[len("downsample_net."):]: v for k, v in state.items() if k.startswith("downsample_net.")}
+    unet = C.build_unet(config, position_net=modality, position_state=pos, downsampler_state=down)
+    ours = unet.state_dict()
+    assert set(state) == set(ours)
+    assert [k for k in ours if tuple(ours[k].shape) != tuple(state[k].shape)] == []
+    C.load_converted(unet, state)
+    assert set(C.to_official(unet)) == set(official)
+    assert unet.position_net.num_tokens == 64 and unet.downsample_net.out_dim == (1 if modality == "hed" else 8)
 
 
 def test_frozen_base_keys_are_the_same_for_every_modality(official_dir):

@@ -310,11 +310,7 @@ def test_modality_detected_from_components(modality):
     assert loaded["unet"].config.in_channels == expected_in
 
 
-def test_loading_errors_and_spatial_placeholder(tmp_path):
-    with pytest.raises(GligenEvalError, match="'hed'.*not yet supported"):
-        G.get_grounding("hed")
-    with pytest.raises(GligenEvalError, match="not yet supported"):
-        load_components("tiny", modality="canny")
+def test_loading_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown model.modality"):
         load_components("tiny", modality="smell-box")
     with pytest.raises(ConfigError, match="unknown grounding option"):

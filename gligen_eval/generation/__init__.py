@@ -9,8 +9,13 @@ Modules (each imports torch/diffusers only when used):
 * :mod:`~gligen_eval.generation.loading`: components from ``tiny``, a diffusers folder, a hub id
   or an official checkpoint, plus fingerprints;
 * :mod:`~gligen_eval.generation.tiny`: tiny random components built in code;
-* :mod:`~gligen_eval.generation.modalities`: the grounding modalities (text+image+box, keypoint,
-  inpainting; spatial maps reserved), their official α defaults, inpainting preservation (PSNR).
+* :mod:`~gligen_eval.generation.modalities`: the modality table (one ``ModalitySpec`` per modality:
+  text+box, text+image+box, keypoint, inpainting, the spatial maps hed/canny/depth/normal/sem) and
+  their tokenizers, inpainting preservation (PSNR);
+* :mod:`~gligen_eval.generation.checkpoints`: official checkpoints (safe reading, load, save, the
+  reference forward), with :mod:`~.keymap` (official ⇄ our key names), :mod:`~.unet_build`
+  (configs, building), :mod:`~.unet_forward` (one grounded UNet call), :mod:`~.spatial_net`
+  (ConvNeXt position net and map downsamplers).
 
 The main names are importable from here; the module behind a name is imported on first use::
 

@@ -1,8 +1,10 @@
 """Adapters as Lego: GLIGEN's trainable layers, saved, applied and removed apart from the frozen base.
 
 A GLIGEN model is a frozen SD UNet (the *base*) plus an *adapter*: the gated self-attention fusers
-in every transformer block, the position net, and, when the model takes extra input channels
-(inpainting: 9), the input convolution's weight. Key classification lives in
+in every transformer block, the position net, a spatial model's map downsampler, and, when the model
+takes extra input channels (inpainting: 9, HED: 5, other spatial: 12), the input convolution's weight.
+An adapter applied to a base UNet keeps the base's own first conv for a spatial model's α = 0 steps.
+Key classification lives in
 :func:`gligen_eval.generation.checkpoints.classify_key`.
 
 * :func:`save_adapter` writes the adapter weights only, as safetensors, with metadata (modality,
@@ -31,7 +33,6 @@ from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
 from gligen_eval.errors import GligenEvalError, InputError
 from gligen_eval.generation.checkpoints import (
     BASE_IN_CHANNELS,
-    KeyMapper,
     MODALITIES,
     build_unet,
     classify_key,
@@ -45,8 +46,10 @@ from gligen_eval.generation.checkpoints import (
     position_net_kind,
     read_checkpoint,
     safetensors_metadata,
+    spatial_settings,
     unet_config_from_official,
 )
+from gligen_eval.generation.keymap import spatial_kinds
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -162,7 +165,7 @@ def save_adapter(
     base, adapter = split_state(state, base_in_channels=base_in_channels)
     if not any(k.startswith("position_net.") for k in adapter):
         raise GligenEvalError("save_adapter: the UNet has no position net, so it carries no GLIGEN adapter")
-    modality = modality or modality_of_state(state)
+    modality = modality or getattr(unet.position_net, "modality", None) or modality_of_state(state)
     replaced = sorted(k for k in adapter if classify_key(k, in_channels=_in_channels(state)) == "input_conv")
     meta = {
         "format": ADAPTER_FORMAT,
@@ -177,6 +180,8 @@ def save_adapter(
         "unet_config": json.dumps(plain_unet_config(unet.config), sort_keys=True),
         "source": source or "",
     }
+    if spatial_settings(unet):  # the resize sizes of the position net and the downsampler
+        meta["spatial"] = json.dumps(spatial_settings(unet), sort_keys=True)
     meta.update({str(k): str(v) for k, v in (metadata or {}).items()})
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -242,14 +247,24 @@ def apply_adapter(
     if "conv_in.weight" in state:
         config["in_channels"] = int(state["conv_in.weight"].shape[1])
     kind = position_net_kind(state)
+    modality = meta.get("modality") or modality_of_state(state)
+    if kind in spatial_kinds() and modality in spatial_kinds():
+        kind = modality  # canny and depth adapters have the same keys; the metadata names the modality
     pos = {k[len("position_net."):]: v for k, v in state.items() if k.startswith("position_net.")}
-    unet = build_unet(config, position_net=kind, position_state=pos)
+    down = {k[len("downsample_net."):]: v for k, v in state.items() if k.startswith("downsample_net.")}
+    spatial = json.loads(meta["spatial"]) if meta.get("spatial") else None
+    unet = build_unet(config, position_net=kind, position_state=pos, downsampler_state=down, spatial=spatial)
     merged = {k: v for k, v in base.items() if k not in replaced}
     merged.update(state)
     load_converted(unet, merged, where=f"adapter {source}")
+    base_conv = base_unet.conv_in
+    if kind in spatial_kinds() and int(base_conv.weight.shape[1]) == BASE_IN_CHANNELS:
+        from gligen_eval.generation.unet_forward import set_base_conv_in
+
+        set_base_conv_in(unet, base_conv.weight, base_conv.bias)  # the base's own first conv for α = 0 steps
     unet.train(base_unet.training)
     unet.gligen_adapter = AppliedAdapter(
-        modality=meta.get("modality", modality_of_state(state)),
+        modality=modality,
         source=source,
         metadata=dict(meta),
         replaced_base={k: base[k] for k in replaced if k in base},
@@ -352,11 +367,6 @@ def _as_our_state(obj: Any, *, base_config: Mapping[str, Any] | None, where: str
         modality: str | None = detect_official_modality(model_sd)
     except GligenEvalError:
         modality = None
-    if modality is not None and not MODALITIES[modality].supported:
-        # the base and fuser keys are understood; the spatial position net is not needed here
-        config = unet_config_from_official(model_sd, modality=modality, base_config=base_config)
-        mapper = KeyMapper.for_config(config, None)
-        return {new: v for k, v in model_sd.items() if (new := mapper.to_ours(k)) is not None}
     config = unet_config_from_official(model_sd, modality=modality, base_config=base_config)
     kind = MODALITIES[modality].position_net if modality else None
     return convert_official_state_dict(model_sd, config, position_net=kind)  # type: ignore[arg-type]
@@ -531,7 +541,7 @@ def describe_checkpoint(path: str | Path, *, hash_file: bool = True) -> dict[str
     for k in model_sd:
         g = classify_official_key(k, in_channels=in_ch)
         groups[g] = groups.get(g, 0) + 1
-    supported = modality == "base" or MODALITIES[modality].supported
+    supported = True
     ours = _as_our_state(model_sd, base_config=None, where=str(p))
     base, adapter = split_state(ours)
     out.update(
@@ -546,6 +556,4 @@ def describe_checkpoint(path: str | Path, *, hash_file: bool = True) -> dict[str
         adapter_fingerprint=fingerprint(adapter) if supported and adapter else None,
         base_fingerprint=fingerprint(base),
     )
-    if not supported:
-        out["note"] = f"spatial modality '{modality}' is not yet supported for generation"
     return out

@@ -223,19 +223,15 @@ class TextBoxTokenizer(GroundingTokenizer):
         )
 
 
-# Lazy registry: modality name -> "module:Class" (imported only when asked for).
-_GROUNDING: dict[str, str] = {
-    "text-box": "gligen_eval.generation.grounding:TextBoxTokenizer",
-    "text-image-box": "gligen_eval.generation.modalities.text_image:TextImageBoxTokenizer",
-    "keypoint": "gligen_eval.generation.modalities.keypoint:KeypointTokenizer",
-    "inpaint-text-box": "gligen_eval.generation.modalities.inpaint:InpaintTextBoxTokenizer",
-    "inpaint-text-image-box": "gligen_eval.generation.modalities.inpaint:InpaintTextImageBoxTokenizer",
-    "hed": "gligen_eval.generation.modalities.spatial:HedTokenizer",
-    "canny": "gligen_eval.generation.modalities.spatial:CannyTokenizer",
-    "depth": "gligen_eval.generation.modalities.spatial:DepthTokenizer",
-    "normal": "gligen_eval.generation.modalities.spatial:NormalTokenizer",
-    "sem": "gligen_eval.generation.modalities.spatial:SemTokenizer",
-}
+# Lazy registry: modality name -> "module:Class" (imported only when asked for); the modality table's
+# tokenizers, plus those registered in code.
+_GROUNDING: dict[str, str] = {}
+
+
+def _registry() -> dict[str, str]:
+    from gligen_eval.generation.modalities import MODALITIES
+
+    return {**{name: s.tokenizer for name, s in MODALITIES.items()}, **_GROUNDING}
 
 
 def register_grounding(name: str, target: str) -> None:
@@ -246,14 +242,15 @@ def register_grounding(name: str, target: str) -> None:
 
 
 def available_groundings() -> list[str]:
-    return sorted(_GROUNDING)
+    return sorted(_registry())
 
 
 def grounding_class(name: str) -> type[GroundingTokenizer]:
     """The grounding tokenizer class registered as ``name`` (imports its module)."""
-    if name not in _GROUNDING:
+    registry = _registry()
+    if name not in registry:
         raise ValueError(f"unknown grounding modality {name!r} (known: {', '.join(available_groundings())})")
-    module, _, attr = _GROUNDING[name].partition(":")
+    module, _, attr = registry[name].partition(":")
     return getattr(importlib.import_module(module), attr)
 
 
@@ -263,41 +260,41 @@ def get_grounding(name: str, **kwargs: Any) -> GroundingTokenizer:
 
 
 def detect_modality(components: Mapping[str, Any]) -> str:
-    """The modality of ``components['unet']``: its position net type and its input channels.
+    """The modality of ``components['unet']``, from the modality table.
 
-    ``KeypointPositionNet`` -> ``keypoint``; diffusers' ``GLIGENTextBoundingboxProjection`` with
-    text and image MLPs -> ``text-image-box``, with one MLP -> ``text-box``; 9 input channels
-    (latents + masked-image latents + mask) make it ``inpaint-*``.
+    The position net's parameter names, the UNet's input channels and the downsampler's input
+    channels are matched against each :class:`~gligen_eval.generation.modalities.ModalitySpec`
+    (:func:`~gligen_eval.generation.modalities.recognise`); a spatial position net also names its
+    modality (canny and depth have the same weights).
     """
+    from gligen_eval.errors import GligenEvalError
+    from gligen_eval.generation.modalities import MODALITIES, compatible, recognise
+
     unet = components["unet"]
     net = getattr(unet, "position_net", None)
     if net is None:
         raise ValueError("the UNet has no position_net: it is not a GLIGEN (gated) UNet")
-    kind = type(net).__name__
-    if kind == "KeypointPositionNet":
-        name = "keypoint"
-    elif kind == "GLIGENTextBoundingboxProjection" and hasattr(net, "linears_image"):
-        name = "text-image-box"
-    elif kind == "GLIGENTextBoundingboxProjection" and hasattr(net, "linears"):
-        name = "text-box"
-    else:
-        raise ValueError(f"no grounding modality known for a UNet with position_net {kind}")
-    in_channels = int(unet.config.in_channels)
-    if in_channels == 9 and name != "keypoint":
-        return "inpaint-" + name
-    if in_channels != 4:
-        raise ValueError(
-            f"a {name} UNet with {in_channels} input channels is not a released GLIGEN modality "
-            "(4: generation, 9: inpainting)"
-        )
-    return name
+    down = getattr(unet, "downsample_net", None)
+    layers = getattr(down, "layers", None)
+    down_in = int(layers[0].weight.shape[1]) if layers is not None else None
+    try:
+        found = recognise(
+            [k for k, _ in net.named_parameters()], in_channels=int(unet.config.in_channels),
+            downsampler_in=down_in, official=False,
+        ).name  # fmt: skip
+    except GligenEvalError as e:
+        raise ValueError(f"no grounding modality known for this UNet (position_net {type(net).__name__}): {e}") from e
+    named = getattr(net, "modality", None)
+    if named in MODALITIES and compatible(named, found):
+        return named
+    return found
 
 
 def grounding_option_names() -> list[str]:
     """Every option name the supported modalities take."""
-    from gligen_eval.generation.modalities import MODALITY_NAMES
+    from gligen_eval.generation.modalities import MODALITIES
 
-    return sorted({o for m in MODALITY_NAMES for o in grounding_class(m).options})
+    return sorted({o for m in MODALITIES for o in grounding_class(m).options})
 
 
 def default_grounding(components: Mapping[str, Any], **options: Any) -> GroundingTokenizer:

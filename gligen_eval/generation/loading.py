@@ -32,6 +32,13 @@ TINY_GROUNDING_OPTIONS = {"reference_images": "synthetic", "input_images": "synt
 bundled sample, which has neither reference images nor photos to inpaint, so objects without a
 reference image get a drawn one and inpainting starts from a drawn background
 (:mod:`gligen_eval.generation.modalities.images`). Explicit grounding options override them."""
+TINY_SPATIAL_OPTIONS = {"map_provider": "synthetic"}
+"""Grounding defaults of tiny spatial models (a tiny model, or an official checkpoint on the tiny base): a
+condition map drawn from each layout's boxes (:mod:`gligen_eval.generation.modalities.spatial`)."""
+
+
+def unet_has_downsampler(unet: Any) -> bool:
+    return getattr(unet, "downsample_net", None) is not None
 CHECKPOINT_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".safetensors")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _DTYPES = {
@@ -49,7 +56,7 @@ class Components(dict):
         self.sources = dict(sources)
         self.name = name
         self.modality = modality
-        """The grounding modality (``text-box``, ``text-image-box``, ``keypoint``, ``inpaint-*``)."""
+        """The grounding modality (a name of :data:`gligen_eval.generation.modalities.MODALITIES`)."""
         self.grounding_options: dict[str, Any] = {}
         """Defaults for the grounding tokenizer's options (see ``grounding.default_grounding``)."""
 
@@ -109,6 +116,8 @@ def load_components(
         origin = f"tiny random components (seed={tiny_seed}, sample_size={size}, modality={kind})"
         comps = Components(parts, {p: origin for p in parts}, name)
         comps.grounding_options = dict(TINY_GROUNDING_OPTIONS)
+        if unet_has_downsampler(parts["unet"]):
+            comps.grounding_options.update(TINY_SPATIAL_OPTIONS)
     elif Path(name).expanduser().is_file() and Path(name).suffix in CHECKPOINT_SUFFIXES:
         comps = _load_official(Path(name).expanduser(), base, tiny_seed=tiny_seed, sample_size=sample_size)
     else:
@@ -138,13 +147,10 @@ def _with_adapter(comps: "Components", adapter: str) -> "Components":
 
 
 def _check_modality(modality: str) -> None:
-    from gligen_eval.errors import GligenEvalError
-    from gligen_eval.generation.modalities import MODALITY_NAMES, SPATIAL_MODALITIES
+    from gligen_eval.generation.modalities import MODALITIES
 
-    if modality in SPATIAL_MODALITIES:
-        raise GligenEvalError(f"model.modality '{modality}': spatial-map grounding is not yet supported")
-    if modality not in MODALITY_NAMES:
-        raise ConfigError(f"unknown model.modality {modality!r} (known: {', '.join(MODALITY_NAMES)})")
+    if modality not in MODALITIES:
+        raise ConfigError(f"unknown model.modality {modality!r} (known: {', '.join(MODALITIES)})")
 
 
 def _detected_modality(comps: "Components", name: str, wanted: str | None) -> str:
@@ -156,8 +162,15 @@ def _detected_modality(comps: "Components", name: str, wanted: str | None) -> st
     except ValueError as e:
         raise GligenEvalError(f"model '{name}': {e}") from e
     if wanted is not None and wanted != found:
+        from gligen_eval.generation.modalities import compatible
+
+        if compatible(wanted, found) and hasattr(comps["unet"].position_net, "modality"):
+            comps["unet"].position_net.modality = wanted  # canny and depth weights look alike
+            return wanted
         raise ConfigError(f"model.modality is '{wanted}' but model '{name}' is a {found} model")
-    if found.endswith("text-image-box"):
+    from gligen_eval.generation.modalities import MODALITIES
+
+    if MODALITIES[found].position_net == "text-image":
         missing = [p for p in IMAGE_PARTS if comps.get(p) is None]
         if missing:
             raise MissingWeightsError(
@@ -235,7 +248,7 @@ def _load_official(path: Path, base: str | None, *, tiny_seed: int, sample_size:
         parts = tiny_components(seed=tiny_seed, sample_size=size)
         origin = f"tiny random components (seed={tiny_seed}, sample_size={size})"
         comps = Components(parts, {p: origin for p in PARTS}, str(path))
-        base_config: Any = parts["unet"].config
+        base_config: Any = parts["unet"]  # its config, and its first conv for a spatial model's α = 0 steps
     else:
         folder = _resolve_folder(base)
         comps = _load_folder(
@@ -245,8 +258,12 @@ def _load_official(path: Path, base: str | None, *, tiny_seed: int, sample_size:
         base_config = folder
     unet, _, info = load_official_unet(path, base=base_config)
     comps["unet"] = unet
+    if base == "tiny" and unet_has_downsampler(unet):
+        comps.grounding_options = dict(TINY_SPATIAL_OPTIONS)
     comps.sources["unet"] = f"{path} (official GLIGEN checkpoint, {info.modality})"
-    if base == "tiny" and info.modality.endswith("text-image-box"):
+    from gligen_eval.generation.modalities import MODALITIES
+
+    if base == "tiny" and MODALITIES[info.modality].position_net == "text-image":
         from gligen_eval.generation.tiny import tiny_image_parts
 
         comps.update(tiny_image_parts(tiny_seed))
@@ -288,8 +305,8 @@ def _load_folder(
         try:
             if part == "scheduler":
                 obj = cls.from_pretrained(str(sub))
-            elif part == "unet" and _is_keypoint_unet(sub):
-                obj = _load_keypoint_unet(sub)
+            elif part == "unet" and _is_custom_unet(sub):
+                obj = _load_custom_unet(sub)
             else:
                 obj = cls.from_pretrained(str(sub), local_files_only=True)
         except (OSError, ValueError) as e:
@@ -308,26 +325,59 @@ def _load_folder(
     return Components(loaded, sources, name)
 
 
-def _is_keypoint_unet(sub: Path) -> bool:
-    """Whether a diffusers UNet folder holds a keypoint position net (read from the safetensors header)."""
+SPATIAL_SIDECAR = "gligen_spatial.json"
+"""What a spatial UNet folder needs beside diffusers' files: the modality (canny and depth weights look
+alike), the resize sizes of the position net and the downsampler, and the base first conv of the
+α = 0 steps (``base_conv_in.safetensors``)."""
+
+
+def _is_custom_unet(sub: Path) -> bool:
+    """Whether a diffusers UNet folder holds a position net diffusers cannot build (keypoint, spatial)."""
     f = sub / "diffusion_pytorch_model.safetensors"
     if not f.is_file():
         return False
     from gligen_eval.safeload import safetensors_keys
 
-    return "position_net.person_embedding" in set(safetensors_keys(f))
+    return "position_net.person_embedding" in set(safetensors_keys(f)) or (sub / SPATIAL_SIDECAR).is_file()
 
 
-def _load_keypoint_unet(sub: Path) -> Any:
-    """A gated UNet with a :class:`~gligen_eval.generation.keypoint_net.KeypointPositionNet` from a diffusers folder."""
+def _load_custom_unet(sub: Path) -> Any:
+    """A gated UNet with our keypoint or spatial position net from a diffusers folder."""
     from gligen_eval.generation.checkpoints import build_unet, load_converted, read_checkpoint
 
     config = json.loads((sub / "config.json").read_text())
     state = read_checkpoint(sub / "diffusion_pytorch_model.safetensors")
     pos = {k[len("position_net."):]: v for k, v in state.items() if k.startswith("position_net.")}
-    unet = build_unet(config, position_net="keypoint", position_state=pos)
+    side = sub / SPATIAL_SIDECAR
+    if not side.is_file():
+        unet = build_unet(config, position_net="keypoint", position_state=pos)
+        load_converted(unet, state, where=str(sub))
+        return unet.eval()
+    info = json.loads(side.read_text())
+    down = {k[len("downsample_net."):]: v for k, v in state.items() if k.startswith("downsample_net.")}
+    unet = build_unet(config, position_net=info["modality"], position_state=pos, downsampler_state=down, spatial=info)
     load_converted(unet, state, where=str(sub))
+    conv = sub / "base_conv_in.safetensors"
+    if conv.is_file():
+        from gligen_eval.generation.unet_forward import set_base_conv_in
+
+        c = read_checkpoint(conv)
+        set_base_conv_in(unet, c["weight"], c["bias"])
     return unet.eval()
+
+
+def _save_spatial_sidecar(unet: Any, sub: Path) -> None:
+    from gligen_eval.generation.checkpoints import spatial_settings
+    from gligen_eval.generation.unet_forward import base_conv_in
+
+    info = {"modality": unet.position_net.modality, **spatial_settings(unet)}
+    (sub / SPATIAL_SIDECAR).write_text(json.dumps(info, indent=2) + "\n")
+    conv = base_conv_in(unet)
+    if conv is not None:
+        from safetensors.torch import save_file
+
+        save_file({"weight": conv[0].detach().cpu().contiguous(), "bias": conv[1].detach().cpu().contiguous()},
+                  str(sub / "base_conv_in.safetensors"))  # fmt: skip
 
 
 def save_components(components: Mapping[str, Any], folder: str | Path) -> Path:
@@ -349,6 +399,8 @@ def save_components(components: Mapping[str, Any], folder: str | Path) -> Path:
     for part in PARTS + (IMAGE_PARTS if image else ()):
         obj = components[part]
         obj.save_pretrained(str(out / part))
+        if part == "unet" and unet_has_downsampler(obj):
+            _save_spatial_sidecar(obj, out / part)
         library = "transformers" if type(obj).__module__.startswith("transformers") else "diffusers"
         index[part] = [library, type(obj).__name__]
     index["safety_checker"] = [None, None]

@@ -12,8 +12,13 @@ One denoising loop for a batch of *different* layouts, on diffusers building blo
 * the grounding scale of step ``i`` comes from the α (official) or β (diffusers hard cut)
   schedule (:mod:`~gligen_eval.generation.schedule`); at scale 0 the position net and the gated
   layers are not run at all;
+* every UNet evaluation is :func:`~gligen_eval.generation.unet_forward.grounded_forward`, the code
+  the reference forward of the tests runs too; for spatial models a scale-0 step swaps in the base
+  model's 4-channel first conv and drops the map channels (the official α = 0 path), while the
+  unconditional half always gets the same map as the conditional one;
 * the grounding tokens come from a :class:`~gligen_eval.generation.grounding.GroundingTokenizer`
-  (by default the one that fits the UNet: text+box, text+image+box, keypoint or inpainting), so
+  (by default the one that fits the UNet: text+box, text+image+box, keypoint, inpainting or a
+  spatial map), so
   modalities plug in without touching the loop; a modality may add UNet input channels, fix the
   grounding scale, and change the latents before each step and after the last one (inpainting).
 
@@ -43,6 +48,7 @@ from gligen_eval.generation.grounding import (
 )
 from gligen_eval.generation.loading import place
 from gligen_eval.generation.schedule import grounding_schedule
+from gligen_eval.generation.unet_forward import grounded_forward
 from gligen_eval.records import Layout
 
 SCHEDULERS = {
@@ -117,6 +123,7 @@ class GroundedSampler:
         self.grounding.check(self.components)
         self.num_fusers = install_scaled_fusers(self.unet)
         self._fusers = scaled_fusers(self.unet)
+        self._base_conv = self._first_conv_at_zero()
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     # ---------------------------------------------------------------------------------------
@@ -204,6 +211,25 @@ class GroundedSampler:
         from gligen_eval.generation.modalities import default_alpha
 
         return default_alpha(self.grounding.describe()["modality"])
+
+    def _first_conv_at_zero(self):
+        """A spatial model's base 4-channel first conv for the scale-0 steps (official α = 0 path), if known."""
+        from gligen_eval.generation.modalities import MODALITIES
+        from gligen_eval.generation.unet_forward import base_conv_in
+
+        spec = MODALITIES.get(self.grounding.describe()["modality"])
+        if spec is None or not spec.spatial:
+            return None
+        conv = base_conv_in(self.unet)
+        if conv is None:
+            import warnings
+
+            warnings.warn(
+                "this spatial UNet does not know its base model's 4-channel first conv (load it with model.base); "
+                "scale-0 steps keep the trained first conv and the map channels",
+                stacklevel=3,
+            )
+        return conv
 
     # ---------------------------------------------------------------------------------------
     # the loop
@@ -304,19 +330,14 @@ class GroundedSampler:
         try:
             for i, t in enumerate(timesteps):
                 scale = scales[i]
-                self._set_scale(scale)
                 if grounding.step_hook is not None:
                     latents = grounding.step_hook(latents, t, i)
                 model_input = torch.cat([latents, latents]) if cfg else latents
                 model_input = scheduler.scale_model_input(model_input, t)
-                if extra is not None:
-                    model_input = torch.cat([model_input, extra], dim=1)
-                noise_pred = self.unet(
-                    model_input,
-                    t,
-                    encoder_hidden_states=prompt_embeds,
-                    cross_attention_kwargs={"gligen": gligen} if scale != 0 else None,
-                ).sample
+                noise_pred = grounded_forward(
+                    self.unet, model_input, t, prompt_embeds, gligen=gligen, scale=scale, extra=extra,
+                    base_conv=self._base_conv, fusers=self._fusers,
+                )  # fmt: skip
                 if cfg:
                     uncond, cond = noise_pred.chunk(2)
                     noise_pred = uncond + settings.guidance_scale * (cond - uncond)

@@ -97,31 +97,30 @@ def tiny_components(
     32 px) and ``image_project`` (diffusers' ``CLIPImageProjection``). ``in_channels=9`` builds an
     inpainting UNet (4 latent + 4 masked-image latent + 1 mask channels).
 
-    ``modality`` (``text-box``, ``text-image-box``, ``keypoint``, ``inpaint-text-box``,
-    ``inpaint-text-image-box``) sets ``attention_type`` and ``in_channels`` for that modality;
-    ``keypoint`` gives the gated UNet a :class:`~gligen_eval.generation.keypoint_net.KeypointPositionNet`
-    (8 persons x 17 keypoints, tokens as wide as the cross-attention, hidden width 64).
+    ``modality`` (any name of :data:`~gligen_eval.generation.modalities.MODALITIES`) builds that
+    modality's UNet with the spec's tiny builder (:func:`tiny_unet`): ``keypoint`` gives the gated UNet a
+    :class:`~gligen_eval.generation.keypoint_net.KeypointPositionNet` (8 persons x 17 keypoints, tokens
+    as wide as the cross-attention, hidden width 64); hed, canny, depth, normal and sem a tiny ConvNeXt
+    position net, a map downsampler and the base first conv of the α = 0 steps.
 
     The same ``seed`` gives the same weights, bit for bit; the global torch random state is left
     untouched.
     """
     import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers import AutoencoderKL
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    keypoint = False
+    spec = None
     if modality is not None:
-        from gligen_eval.generation.checkpoints import MODALITIES
-        from gligen_eval.generation.modalities import MODALITY_NAMES
+        from gligen_eval.generation.modalities import MODALITIES
 
-        if modality not in MODALITY_NAMES:
-            raise ValueError(f"no tiny model for modality {modality!r} (supported: {', '.join(MODALITY_NAMES)})")
+        if modality not in MODALITIES:
+            raise ValueError(f"no tiny model for modality {modality!r} (known: {', '.join(MODALITIES)})")
         spec = MODALITIES[modality]
         attention_type, in_channels = spec.attention_type, spec.in_channels  # type: ignore[assignment]
-        keypoint = spec.position_net == "keypoint"
     if attention_type not in ("gated", "gated-text-image"):
         raise ValueError(f"attention_type must be 'gated' or 'gated-text-image', got {attention_type!r}")
-    if in_channels not in (4, 9):
+    if spec is None and in_channels not in (4, 9):
         raise ValueError(f"in_channels must be 4 (generation) or 9 (inpainting), got {in_channels}")
     if sample_size % 8 or sample_size <= 0:
         raise ValueError(f"sample_size must be a positive multiple of 8, got {sample_size}")
@@ -130,25 +129,14 @@ def tiny_components(
     vocab_size = len(tokenizer)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        unet = UNet2DConditionModel(
-            sample_size=sample_size // VAE_SCALE_FACTOR,
-            in_channels=in_channels,
-            out_channels=4,
-            block_out_channels=(32, 64),
-            layers_per_block=1,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=TINY_HIDDEN,
-            attention_head_dim=2,
-            norm_num_groups=32,
-            attention_type=attention_type,
-        )
-        if keypoint:
-            from gligen_eval.generation.keypoint_net import KeypointPositionNet
+        if spec is not None:
+            import importlib
 
-            torch.manual_seed(seed + 3)
-            unet.position_net = KeypointPositionNet(out_dim=TINY_HIDDEN, hidden_dim=64)
-        _randomize_grounding_parameters(unet, seed)
+            module, _, fn = spec.tiny.partition(":")
+            unet = getattr(importlib.import_module(module), fn)(spec, seed=seed, sample_size=sample_size)
+        else:
+            unet = _tiny_gated_unet(sample_size, in_channels, attention_type)
+            _randomize_grounding_parameters(unet, seed)
 
         torch.manual_seed(seed + 1)
         vae = AutoencoderKL(
@@ -191,6 +179,63 @@ def tiny_components(
     if attention_type == "gated-text-image":
         parts.update(tiny_image_parts(seed))
     return parts
+
+
+def _tiny_gated_unet(sample_size: int, in_channels: int, attention_type: str):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=sample_size // VAE_SCALE_FACTOR,
+        in_channels=in_channels,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=TINY_HIDDEN,
+        attention_head_dim=2,
+        norm_num_groups=32,
+        attention_type=attention_type,
+    )
+
+
+TINY_SPATIAL = {"depths": (1, 1, 1, 1), "dims": (8, 16, 32, 64), "hidden_dim": 64}
+"""ConvNeXt widths and MLP width of the tiny spatial position nets (the released ones: 3/3/9/3, 96..768, 512)."""
+
+
+def tiny_unet(spec, *, seed: int, sample_size: int):
+    """The tiny random UNet of a modality spec (the table's default tiny builder).
+
+    Seeds the global torch generator with ``seed`` (call it inside ``fork_rng``). Spatial modalities get
+    a tiny :class:`~gligen_eval.generation.spatial_net.SpatialPositionNet` (ConvNeXt widths
+    :data:`TINY_SPATIAL`, the map resized to twice the image size, ``(2 size / 32)²`` tokens) and downsampler,
+    and the base first conv of the α = 0 steps: the tiny text+box UNet's own ``conv_in`` for the same
+    seed (the tiny "base" model).
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    unet = _tiny_gated_unet(sample_size, spec.in_channels, spec.attention_type)
+    if spec.position_net == "keypoint":
+        from gligen_eval.generation.keypoint_net import KeypointPositionNet
+
+        torch.manual_seed(seed + 3)
+        unet.position_net = KeypointPositionNet(out_dim=TINY_HIDDEN, hidden_dim=64)
+    elif spec.spatial:
+        from gligen_eval.generation.spatial_net import SpatialDownsampler, SpatialPositionNet
+        from gligen_eval.generation.unet_forward import set_base_conv_in
+
+        torch.manual_seed(seed)  # the first module a tiny UNet builds: the base model's conv_in
+        base = torch.nn.Conv2d(4, 32, kernel_size=3, padding=1)
+        set_base_conv_in(unet, base.weight, base.bias)
+        torch.manual_seed(seed + 3)
+        unet.position_net = SpatialPositionNet(
+            spec.name, resize_input=max(64, 2 * sample_size // 32 * 32), out_dim=TINY_HIDDEN,
+            in_dim=spec.map_classes, **TINY_SPATIAL,
+        )  # fmt: skip
+        unet.downsample_net = SpatialDownsampler(spec.name, resize_input=4 * (sample_size // VAE_SCALE_FACTOR))
+    _randomize_grounding_parameters(unet, seed)
+    return unet
 
 
 TINY_IMAGE_SIZE = 32
@@ -257,8 +302,10 @@ def _randomize_grounding_parameters(unet, seed: int, sharpen: float = 4.0, ampli
             for name, p in net.named_parameters():
                 if name.startswith("null_"):
                     p.copy_(0.1 * torch.randn(p.shape, generator=g))
-                elif name.endswith("_embedding"):  # keypoint net: person and keypoint identities
+                elif name.endswith("_embedding"):  # keypoint: person/keypoint identities; spatial: positions
                     p.copy_(torch.randn(p.shape, generator=g))
+                elif name.endswith(".gamma"):  # ConvNeXt layer scale: the blocks do something
+                    p.fill_(0.5)
             for mlp_name in ("linears", "linears_text", "linears_image"):
                 mlp = getattr(net, mlp_name, None)
                 if mlp is not None:
