@@ -328,3 +328,73 @@ def test_sweep_runs_are_checked_and_gated_per_point(suite):
     out = worse.stdout.str()
     assert "τ=0: regression against baseline" in out and "τ=1: regression against baseline" in out
     assert "| box/AP |" in out and "τ=1: box/AP = " in out  # the gate's Markdown and the per-point floor
+
+
+# --------------------------------------------------------------------------------------------
+# every suite of benchmarks/ runs the candidate, the overrides and the gate
+
+RECORDING_CONFTEST = """
+
+import json as _json
+import os as _os
+
+
+@pytest.fixture(scope="session")
+def gligen_runner():
+    def run(cfg, *, resume=True):
+        row = {"test": _os.environ["PYTEST_CURRENT_TEST"].split(" ")[0], "config": cfg.to_dict()}
+        with open(_os.environ["GLIGEN_RECORD"], "a") as f:
+            f.write(_json.dumps(row) + "\\n")
+        pytest.skip("config recorded")
+
+    return run
+
+
+def pytest_collection_modifyitems(items):
+    with open(_os.environ["GLIGEN_RECORD"] + ".items", "w") as f:
+        for item in items:
+            f.write(_json.dumps({"test": item.nodeid, "gligen": item.get_closest_marker("gligen") is not None}) + "\\n")
+"""
+
+
+def _record_suites(pytester: pytest.Pytester, monkeypatch, tag: str, mode: str, *args: str):
+    record = pytester.path / f"record-{tag}.jsonl"
+    monkeypatch.setenv("GLIGEN_RECORD", str(record))
+    monkeypatch.setenv("GLIGEN_BENCH_MODE", mode)
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs", "benchmarks", "--gligen-out", "cand",
+                                        "--gligen-set", "sampler.guidance_scale=3.25", *args)  # fmt: skip
+    items = [json.loads(r) for r in Path(f"{record}.items").read_text().splitlines()]
+    runs = [json.loads(r) for r in record.read_text().splitlines()] if record.exists() else []
+    return res, items, runs
+
+
+def test_every_benchmark_suite_runs_the_candidate(pytester, monkeypatch, tmp_path):
+    import shutil
+
+    shutil.copytree(TESTS_DIR.parent / "benchmarks", pytester.path / "benchmarks",
+                    ignore=shutil.ignore_patterns("__pycache__", "bench_*.py"))  # fmt: skip
+    conftest = pytester.path / "benchmarks" / "conftest.py"
+    conftest.write_text(conftest.read_text() + "\nimport pytest\n" + RECORDING_CONFTEST)
+    out = str((pytester.path / "cand").resolve())
+
+    for mode in ("tiny", "full"):
+        res, items, runs = _record_suites(pytester, monkeypatch, mode, mode, "--gligen-model", "lab/new-model")
+        assert len(items) >= 6, res.stdout.str()
+        for item in items:  # gated like every gligen test: no suite builds and runs a config of its own
+            assert item["gligen"], f"{item['test']} is not a @pytest.mark.gligen suite"
+        assert sorted(r["test"] for r in runs) == sorted(i["test"] for i in items), res.stdout.str()
+        for r in runs:
+            cfg = r["config"]
+            assert cfg["model"]["name"] == "lab/new-model", (mode, r["test"])
+            assert cfg["model"]["adapter"] is None and cfg["sampler"]["guidance_scale"] == 3.25, (mode, r["test"])
+            assert cfg["out"].startswith(out + os.sep) and cfg["model"]["modality"], (mode, r["test"])
+
+    adapter = _fake_adapter(tmp_path / "new-adapter.safetensors")
+    res, items, runs = _record_suites(pytester, monkeypatch, "adapter", "tiny", "--gligen-model", str(adapter),
+                                      "--gligen-base", "tiny")  # fmt: skip
+    assert {r["config"]["model"]["modality"] for r in runs} == {"text-box"}
+    assert len(runs) >= 3
+    for r in runs:
+        assert r["config"]["model"]["name"] == "tiny" and r["config"]["model"]["adapter"] == str(adapter)
+    skipped = [line for line in res.stdout.lines if "evaluates" in line and "new-adapter.safetensors is a text-box model" in line]
+    assert len(skipped) == len(items) - len(runs) >= 3, res.stdout.str()
