@@ -398,3 +398,90 @@ def test_every_benchmark_suite_runs_the_candidate(pytester, monkeypatch, tmp_pat
         assert r["config"]["model"]["name"] == "tiny" and r["config"]["model"]["adapter"] == str(adapter)
     skipped = [line for line in res.stdout.lines if "evaluates" in line and "new-adapter.safetensors is a text-box model" in line]
     assert len(skipped) == len(items) - len(runs) >= 3, res.stdout.str()
+
+
+# --------------------------------------------------------------------------------------------
+# the documented regression workflow, end to end on tiny models
+
+STRUCTURE_DETECTOR = '''
+import numpy as np
+
+from gligen_eval.records import Detection
+from gligen_eval.scoring.coco import COCO80_NAMES
+
+
+class StructureDetector:
+    """Sees "everything everywhere" in an image with any structure, nothing in a flat one."""
+
+    def __init__(self, name=None, **_):
+        self.name = name or "structure"
+
+    def fingerprint(self):
+        return "structure-detector-1"
+
+    def detect(self, images):
+        out = []
+        for im in images:
+            flat = float(np.asarray(im.convert("L"), dtype=np.float32).std()) < 1.0
+            out.append([] if flat else [Detection(box=(0.0, 0.0, 1.0, 1.0), label=n, score=0.9) for n in COCO80_NAMES])
+        return out
+'''
+
+E2E_CONFIG = """
+name: e2e
+layouts: {source: sample, limit: 2}
+model: {name: tiny, modality: text-box}
+sampler: {steps: 2, height: 32, width: 32, batch_size: 4, seeds_per_layout: 2, schedule: alpha, alpha: [1.0, 0.0, 0.0]}
+detector: {kind: "structure_detector:StructureDetector", weights: none}
+scoring: {instance_min_score: 0.0, bootstrap: 50, bootstrap_ap: 5}
+"""
+
+E2E_SUITE = """
+import pytest
+
+@pytest.mark.gligen(config="e2e.yaml", name="e2e-text-box")
+def test_text_box(gligen_run):
+    assert gligen_run.metrics["n_samples"] == 4
+"""
+
+
+@pytest.mark.slow
+def test_regression_workflow_on_tiny_models(pytester, monkeypatch, tmp_path_factory):
+    """`pytest SUITES --gligen-model ADAPTER --gligen-baseline RUNS` with real tiny runs: the same adapter
+    passes the built-in gate, a diverged one (NaN gates: flat images, nothing detected) fails it."""
+    import torch
+
+    from gligen_eval.generation.adapters import save_adapter
+    from gligen_eval.generation.tiny import tiny_components
+
+    unet = tiny_components(seed=0, sample_size=32)["unet"]
+    save_adapter(unet, pytester.path / "base-adapter.safetensors", metadata={"base": "tiny"})
+    save_adapter(unet, pytester.path / "new-adapter.safetensors", metadata={"base": "tiny"})
+    with torch.no_grad():
+        for key, p in unet.named_parameters():
+            if key.endswith("fuser.alpha_attn"):
+                p.fill_(float("nan"))
+    save_adapter(unet, pytester.path / "diverged-adapter.safetensors", metadata={"base": "tiny"})
+    pytester.makepyfile(structure_detector=STRUCTURE_DETECTOR, test_regression=E2E_SUITE)
+    pytester.makefile(".yaml", e2e=E2E_CONFIG)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(pytester.path), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg")))
+
+    def pytest_(*args):
+        return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "ignore::RuntimeWarning", *args)
+
+    base = pytest_("--gligen-model", "base-adapter.safetensors", "--gligen-out", "runs/base")
+    base.assert_outcomes(passed=1)
+    manifest = json.loads(next((pytester.path / "runs" / "base").glob("e2e-text-box-*/manifest.json")).read_text())
+    assert manifest["config"]["model"]["adapter"].endswith("base-adapter.safetensors")
+
+    same = pytest_("--gligen-model", "new-adapter.safetensors", "--gligen-baseline", "runs/base")
+    assert same.ret == 0, same.stdout.str()
+    same.stdout.fnmatch_lines(["gate e2e-text-box: pass (all * gated metric(s) pass)"])
+
+    worse = pytest_("--gligen-model", "diverged-adapter.safetensors", "--gligen-baseline", "runs/base")
+    assert worse.ret == pytest.ExitCode.TESTS_FAILED
+    worse.assert_outcomes(failed=1)
+    out = worse.stdout.str()
+    assert "regression against baseline" in out and "REGRESSION" in out and "| box/mIoU |" in out
+    worse.stdout.fnmatch_lines(["gate e2e-text-box: regression (* box/mIoU (dropped by more than 0.01)*"])
