@@ -485,3 +485,25 @@ def test_regression_workflow_on_tiny_models(pytester, monkeypatch, tmp_path_fact
     out = worse.stdout.str()
     assert "regression against baseline" in out and "REGRESSION" in out and "| box/mIoU |" in out
     worse.stdout.fnmatch_lines(["gate e2e-text-box: regression (* box/mIoU (dropped by more than 0.01)*"])
+
+
+def test_slow_tests_are_deselected_by_default(pytester, monkeypatch):
+    """The default run leaves `slow` out; GLIGEN_EVAL_FULL=1 (CI), `-m ""` or a node id bring it back."""
+    pytester.makeconftest((TESTS_DIR / "conftest.py").read_text())
+    pytester.makeini("[pytest]\nmarkers =\n    slow: slow\n")
+    pytester.makepyfile(test_mix="""
+        import pytest
+
+        @pytest.mark.slow
+        def test_slow():
+            pass
+
+        def test_fast():
+            pass
+    """)  # fmt: skip
+    monkeypatch.delenv("GLIGEN_EVAL_FULL", raising=False)
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1, deselected=1)
+    pytester.runpytest("-p", "no:cacheprovider", "-m", "").assert_outcomes(passed=2)
+    pytester.runpytest("-p", "no:cacheprovider", "test_mix.py::test_slow").assert_outcomes(passed=1)
+    monkeypatch.setenv("GLIGEN_EVAL_FULL", "1")
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
