@@ -2,10 +2,12 @@
 
     pytest benchmarks/                                  # tiny mode (default): offline, random weights, minutes
     GLIGEN_BENCH_MODE=full pytest benchmarks/           # real weights (benchmarks/full/*.yaml), hours on GPUs
-    pytest benchmarks/ --gligen-model path/to/new-adapter --gligen-baseline runs/baseline   # regression check
+    pytest benchmarks/ --gligen-model new-adapter.safetensors --gligen-baseline runs/base   # regression check
 
 Tiny mode checks that every protocol runs end to end and writes its metrics; thresholds on the
-numbers apply in full mode only (random weights give meaningless numbers).
+numbers apply in full mode only (random weights give meaningless numbers). Every suite is a
+``gligen``-marked test, so it runs the candidate, the ``--gligen-set`` overrides and the baseline
+gate; a suite of another modality than the candidate's skips.
 """
 
 from __future__ import annotations

@@ -21,5 +21,10 @@ def thresholds(full: dict[str, float]) -> dict[str, float]:
     return full if MODE == "full" else {}
 
 
+def modality(name: str) -> list[str]:
+    """The marker override that declares the modality a suite evaluates (a candidate of another skips it)."""
+    return [f"model.modality={name}"]
+
+
 def data_path(name: str) -> str:
     return str(HERE / "data" / name)

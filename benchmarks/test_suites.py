@@ -1,13 +1,18 @@
-"""The benchmark suites. See conftest.py for the modes; each test runs (or reuses) one config."""
+"""The benchmark suites. See conftest.py for the modes; each test runs (or reuses) one config.
+
+Every suite is a ``gligen``-marked test, so each one runs the candidate of ``--gligen-model``, the
+``--gligen-set`` overrides and the ``--gligen-baseline`` gate (tests/test_plugin.py checks that no
+suite builds its own config). Each declares the modality it evaluates (``modality(...)``): a
+candidate of another modality skips it, saying so.
+"""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from suite_modes import MODE, data_path, suite_config, thresholds
+from suite_modes import MODE, data_path, modality, suite_config, thresholds
 
 BOX_KEYS = ("box/AP", "box/AP50", "box/AP75", "box/mIoU", "box/success")
 
@@ -19,7 +24,7 @@ def _in_unit_interval(metrics, keys):
 
 
 @pytest.mark.gligen(config=suite_config("smoke-scoring.yaml", "coco2014-text-box.yaml"), name="coco-text-box",
-                    min=thresholds({"box/AP": 0.15, "box/AP50": 0.30}))  # fmt: skip
+                    set=modality("text-box"), min=thresholds({"box/AP": 0.15, "box/AP50": 0.30}))  # fmt: skip
 def test_coco_text_box(gligen_run):
     m = gligen_run.metrics
     _in_unit_interval(m, BOX_KEYS)
@@ -39,7 +44,7 @@ def test_keypoints(gligen_run):
 
 
 @pytest.mark.gligen(config=suite_config("smoke-lvis.yaml", "lvis-text-box.yaml"), name="lvis",
-                    set=[f"layouts.source={data_path('lvis_sample.json')}"] if MODE == "tiny" else [],
+                    set=modality("text-box") + ([f"layouts.source={data_path('lvis_sample.json')}"] if MODE == "tiny" else []),
                     min=thresholds({"box/AP": 0.05}))  # fmt: skip
 def test_lvis(gligen_run):
     m = gligen_run.metrics
@@ -47,22 +52,19 @@ def test_lvis(gligen_run):
     assert gligen_run.config.detector.kind == "owlv2"
 
 
-def test_tau_sweep(tmp_path, gligen_runner):
+@pytest.mark.gligen(config=suite_config("smoke-tau-sweep.yaml", "coco2014-tau-sweep.yaml"), name="tau-sweep",
+                    set=modality("text-box"))  # fmt: skip
+def test_tau_sweep(gligen_run):
     """Grounding-vs-quality trade-off: one run per τ over the same layouts and seeds."""
-    from gligen_eval.config import load_config
-
-    here = Path(__file__).parent
-    cfg = load_config(here / suite_config("smoke-tau-sweep.yaml", "coco2014-tau-sweep.yaml"),
-                      [f"out={tmp_path / 'sweep'}"])  # fmt: skip
-    root = Path(gligen_runner(cfg))
-    index = json.loads((root / "sweep.json").read_text())
-    taus = [p["tau"] for p in index["points"]]
-    assert taus == cfg.sweep.tau
-    pairs = [sorted(json.loads(r)["layout_id"] for r in (root / p["run"] / "samples.jsonl").read_text().splitlines())
-             for p in index["points"]]  # fmt: skip
+    taus = [p.tau for p in gligen_run.points]
+    assert taus == gligen_run.config.sweep.tau
+    index = json.loads((gligen_run.run_dir / "sweep.json").read_text())
+    assert [p["tau"] for p in index["points"]] == taus
+    pairs = [sorted(json.loads(r)["layout_id"] for r in (p.run_dir / "samples.jsonl").read_text().splitlines())
+             for p in gligen_run.points]  # fmt: skip
     assert all(p == pairs[0] for p in pairs)
     if MODE == "full":  # grounding on for the whole run places boxes better than grounding off
-        ap = {p["tau"]: p["metrics"]["box/AP"] for p in index["points"]}
+        ap = {p.tau: p["box/AP"] for p in gligen_run.points}
         assert ap[max(taus)] > ap[min(taus)]
 
 

@@ -4,13 +4,19 @@ Registered through the ``pytest11`` entry point, so it is active wherever gligen
 
 Options (group ``gligen``)::
 
-    --gligen-model NAME      model.name for every run (a diffusers folder, an official GLIGEN .bin, "tiny")
+    --gligen-model MODEL     the candidate every gligen test runs: an adapter file written by
+                             save_adapter, a diffusers folder, a cached hub id, an official GLIGEN
+                             checkpoint, or "tiny"
+    --gligen-base BASE       the model an adapter plugs into (default: the base the adapter records),
+                             or model.base of an official checkpoint
+    --gligen-modality M      the candidate's modality when its file does not say (folders, hub ids,
+                             official checkpoints); suites of another modality skip
     --gligen-baseline DIR    gate every gligen test against this run (or a folder holding runs by name)
     --gligen-gate GATE.yaml  gate used with --gligen-baseline (default: the built-in gate)
-    --gligen-out DIR         where run directories go (default: <rootdir>/runs/pytest)
+    --gligen-out DIR         where run directories go (default: ~/.cache/gligen-eval/runs)
     --gligen-limit N         layouts.limit for every run
     --gligen-config CFG      config for tests whose marker names none (default: the offline demo config)
-    --gligen-set KEY=VALUE   override for every run (repeatable)
+    --gligen-set KEY=VALUE   override for every run (repeatable; applied last)
 
 Marker (whitelisted keys; anything else is a usage error)::
 
@@ -19,10 +25,16 @@ Marker (whitelisted keys; anything else is a usage error)::
     def test_coco_box(gligen_run):
         assert gligen_run.metrics["n_samples"] > 0
 
-A marked test gets the ``gligen_run`` fixture even when it does not ask for it; the thresholds are
-checked after the test body. ``config`` and ``gate`` paths are relative to the test file.
-Fixtures: ``gligen_run`` (a :class:`GligenRun`) and ``gligen_runner`` (the function that runs a
-config; override it in a conftest to plug in another runner).
+A marked test gets the ``gligen_run`` fixture even when it does not ask for it; the thresholds and
+the baseline gate are checked after the test body. ``config`` and ``gate`` paths are relative to
+the test file. A τ-sweep config gives a run whose ``points`` are the sweep's runs; thresholds and
+the gate apply to every point. Fixtures: ``gligen_run`` (a :class:`GligenRun`) and
+``gligen_runner`` (the function that runs a config; override it in a conftest to plug in another
+runner).
+
+A finished run is reused only when its directory matches the resolved config *and* the code that
+made it: the directory name hashes the config with the gligen-eval version, the git commit and a
+digest of the package's files, so editing the scoring code never passes on stale results.
 """
 
 from __future__ import annotations
@@ -35,16 +47,23 @@ from typing import Any, Callable, Mapping
 
 import pytest
 
+from gligen_eval.pytest_candidate import Candidate, code_identity, default_out_root, resolve_candidate
+
 MARKER_NAME = "gligen"
 MARKER_KEYS = ("config", "min", "max", "set", "gate", "name")
 
 _SESSION_RUNS = pytest.StashKey[dict]()
+_SESSION_STATE = pytest.StashKey[dict]()
 _ITEM_RUN = pytest.StashKey["GligenRun"]()
 
 
 @dataclass
 class GligenRun:
-    """A finished run as seen by a test: its directory, resolved config and metrics."""
+    """A finished run as seen by a test: its directory, resolved config and metrics.
+
+    For a τ sweep, ``run_dir`` is the sweep folder, ``metrics`` is empty and ``points`` holds one
+    run per τ (each with its ``tau``).
+    """
 
     name: str
     run_dir: Path
@@ -52,6 +71,8 @@ class GligenRun:
     metrics: dict[str, Any]
     reused: bool = False
     checks: list[dict[str, Any]] = field(default_factory=list)
+    points: list["GligenRun"] = field(default_factory=list)
+    tau: float | None = None
 
     def __getitem__(self, key: str) -> Any:
         return self.metrics[key]
@@ -66,20 +87,26 @@ class GligenRun:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("gligen", "gligen-eval benchmarks")
-    g.addoption("--gligen-model", default=None, metavar="NAME",
-                help="model.name for every gligen run (a diffusers folder, an official GLIGEN .bin, or 'tiny')")
+    g.addoption("--gligen-model", default=None, metavar="MODEL",
+                help="the candidate for every gligen run: an adapter .safetensors (save_adapter), a diffusers "
+                     "folder, a cached hub id, an official GLIGEN checkpoint, or 'tiny'")  # fmt: skip
+    g.addoption("--gligen-base", default=None, metavar="BASE",
+                help="the model an adapter given to --gligen-model plugs into (default: the base the adapter "
+                     "records), or model.base of an official checkpoint")  # fmt: skip
+    g.addoption("--gligen-modality", default=None, metavar="MODALITY",
+                help="the candidate's modality when its file does not record it; suites of another modality skip")
     g.addoption("--gligen-baseline", default=None, metavar="DIR",
                 help="baseline run directory, or a folder holding baseline runs by name; "
                      "every gligen test is also gated against it")  # fmt: skip
     g.addoption("--gligen-gate", default=None, metavar="GATE.yaml",
                 help="gate file used with --gligen-baseline (default: the built-in gate)")
     g.addoption("--gligen-out", default=None, metavar="DIR",
-                help="folder for run directories (default: <rootdir>/runs/pytest)")
+                help="folder for run directories (default: ~/.cache/gligen-eval/runs, or $XDG_CACHE_HOME/gligen-eval/runs)")
     g.addoption("--gligen-limit", default=None, type=int, metavar="N", help="layouts.limit for every gligen run")
     g.addoption("--gligen-config", default=None, metavar="CONFIG.yaml",
                 help="config for gligen tests whose marker names none (default: the offline demo config)")
     g.addoption("--gligen-set", action="append", default=[], metavar="KEY=VALUE",
-                help="config override for every gligen run (repeatable)")
+                help="config override for every gligen run (repeatable, applied last)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -89,6 +116,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "(through the gligen_run fixture) and assert metric thresholds; min/max map metric keys to bounds",
     )
     config.stash[_SESSION_RUNS] = {}
+    config.stash[_SESSION_STATE] = {"candidate": resolve_candidate(config.getoption("gligen_model"), config.getoption("gligen_base"), config.getoption("gligen_modality")), "skipped": [], "code": None}
+
+
+def _out_root(config: pytest.Config) -> Path:
+    given = config.getoption("gligen_out")
+    return Path(given).expanduser().resolve() if given else default_out_root()
 
 
 def _marker_kwargs(marker: pytest.Mark, where: str) -> dict[str, Any]:
@@ -159,15 +192,23 @@ def gligen_run(request: pytest.FixtureRequest, gligen_runner: Callable[..., Path
     marker = request.node.get_closest_marker(MARKER_NAME)
     spec = _marker_kwargs(marker, request.node.nodeid) if marker is not None else {}
     cfg, name = _resolve_config(request.config, spec, Path(str(request.node.path)).parent)
+    _skip_other_modality(request.config, cfg, name)
     result = _run_or_reuse(request.config, cfg, name, gligen_runner)
     request.node.stash[_ITEM_RUN] = result
     return result
 
 
+def _session_code(config: pytest.Config) -> dict[str, Any]:
+    state = config.stash[_SESSION_STATE]
+    if state["code"] is None:
+        state["code"] = code_identity()
+    return state["code"]
+
+
 def _resolve_config(config: pytest.Config, spec: Mapping[str, Any], test_dir: Path):
     from gligen_eval.config import config_from_dict, load_config
-    from gligen_eval.records import stable_hash
     from gligen_eval.errors import GligenEvalError
+    from gligen_eval.records import stable_hash
 
     cfg_path = spec.get("config") or config.getoption("gligen_config")
     if cfg_path is not None:
@@ -175,9 +216,11 @@ def _resolve_config(config: pytest.Config, spec: Mapping[str, Any], test_dir: Pa
         if not p.is_absolute():
             local = test_dir / p
             p = local if local.exists() else Path(str(config.rootpath)) / p
-    overrides = list(spec.get("set") or []) + list(config.getoption("gligen_set") or [])
-    if config.getoption("gligen_model"):
-        overrides.append(f"model.name={config.getoption('gligen_model')}")
+    candidate: Candidate | None = config.stash[_SESSION_STATE]["candidate"]
+    overrides = list(spec.get("set") or [])
+    if candidate is not None:
+        overrides += [f"{k}={json.dumps(v)}" for k, v in candidate.overrides.items()]
+    overrides += list(config.getoption("gligen_set") or [])
     if config.getoption("gligen_limit") is not None:
         overrides.append(f"layouts.limit={int(config.getoption('gligen_limit'))}")
     try:
@@ -185,37 +228,78 @@ def _resolve_config(config: pytest.Config, spec: Mapping[str, Any], test_dir: Pa
     except GligenEvalError as e:
         pytest.fail(f"gligen config: {e}", pytrace=False)
     name = str(spec.get("name") or (Path(cfg_path).stem if cfg_path is not None else cfg.name))
+    if candidate is not None and candidate.kind == "checkpoint" and cfg.model.base is None:
+        pytest.fail(f"gligen run '{name}': --gligen-model {candidate.model} is an official GLIGEN checkpoint, which "
+                    "holds the UNet only; name the Stable Diffusion model for the other parts with --gligen-base",
+                    pytrace=False)  # fmt: skip
     data = cfg.to_dict()
     data["name"] = name
-    out_root = Path(config.getoption("gligen_out") or Path(str(config.rootpath)) / "runs" / "pytest")
-    data["out"] = str((out_root / f"{name}-{stable_hash(data, length=8)}").resolve())
+    key = stable_hash([data, _session_code(config)], length=8)
+    data["out"] = str(_out_root(config) / f"{name}-{key}")
     return config_from_dict(data), name
 
 
-def _run_or_reuse(config: pytest.Config, cfg, name: str, runner: Callable[..., Path]) -> GligenRun:
+def _skip_other_modality(config: pytest.Config, cfg, name: str) -> None:
+    """A suite that evaluates another modality than the candidate's does not apply to it: skip, saying so."""
+    candidate: Candidate | None = config.stash[_SESSION_STATE]["candidate"]
+    wanted = cfg.model.modality
+    if candidate is None or candidate.modality is None or wanted is None or wanted == candidate.modality:
+        return
+    reason = f"suite '{name}' evaluates {wanted} models; the candidate {candidate.model} is a {candidate.modality} model"
+    config.stash[_SESSION_STATE]["skipped"].append(reason)
+    pytest.skip(reason)
+
+
+def _finished(cfg) -> bool:
+    """Whether ``cfg.out`` holds a finished run of exactly ``cfg`` (every point of a sweep)."""
     from gligen_eval import store
+    from gligen_eval.records import stable_hash
+    from gligen_eval.runner import SWEEP_INDEX, sweep_points
+
+    def done(c) -> bool:
+        rd = store.RunDir(c.out)
+        try:
+            return rd.is_complete() and rd.exists() and rd.manifest().get("config_hash") == stable_hash(c.to_dict())
+        except (OSError, ValueError):
+            return False
+
+    if cfg.sweep.tau:
+        return (Path(cfg.out) / SWEEP_INDEX).is_file() and all(done(sub) for _, sub in sweep_points(cfg))
+    return done(cfg)
+
+
+def _read_run(name: str, run_dir: Path, cfg, reused: bool, tau: float | None = None) -> GligenRun:
+    from gligen_eval import store
+
+    metrics_path = Path(run_dir) / store.METRICS
+    if not metrics_path.is_file():
+        pytest.fail(f"gligen run '{name}' wrote no {store.METRICS} in {run_dir}", pytrace=False)
+    return GligenRun(name=name, run_dir=Path(run_dir), config=cfg, metrics=store.read_json(metrics_path),
+                     reused=reused, tau=tau)  # fmt: skip
+
+
+def _run_or_reuse(config: pytest.Config, cfg, name: str, runner: Callable[..., Path]) -> GligenRun:
     from gligen_eval.errors import GligenEvalError
     from gligen_eval.records import stable_hash
+    from gligen_eval.runner import sweep_points
 
     cache: dict = config.stash[_SESSION_RUNS]
     config_hash = stable_hash(cfg.to_dict())
     if config_hash in cache:
         return cache[config_hash]
-    rd = store.RunDir(cfg.out)
-    reused = False
-    if rd.is_complete() and rd.exists() and rd.manifest().get("config_hash") == config_hash:
-        reused = True
-        run_dir = rd.root
+    reused = _finished(cfg)
+    if reused:
+        run_dir = Path(cfg.out)
     else:
         try:
             run_dir = Path(runner(cfg, resume=True))
         except GligenEvalError as e:
             pytest.fail(f"gligen run '{name}' failed: {e}", pytrace=False)
-    metrics_path = Path(run_dir) / store.METRICS
-    if not metrics_path.is_file():
-        pytest.fail(f"gligen run '{name}' wrote no {store.METRICS} in {run_dir}", pytrace=False)
-    result = GligenRun(name=name, run_dir=Path(run_dir), config=cfg, metrics=store.read_json(metrics_path),
-                       reused=reused)  # fmt: skip
+    if cfg.sweep.tau:
+        points = [_read_run(name, Path(sub.out), sub, reused, tau) for tau, sub in sweep_points(cfg)]
+        result = GligenRun(name=name, run_dir=run_dir, config=cfg, metrics={}, reused=reused, points=points)
+    else:
+        result = _read_run(name, run_dir, cfg, reused)
     cache[config_hash] = result
     return result
 
@@ -231,7 +315,10 @@ def pytest_runtest_call(item: pytest.Item):
     result = item.stash.get(_ITEM_RUN, None)
     if result is not None:
         spec = _marker_kwargs(marker, item.nodeid) if marker is not None else {}
-        problems = check_thresholds(result.metrics, spec.get("min"), spec.get("max"))
+        problems = []
+        for run in result.points or [result]:
+            where = f"τ={run.tau:g}: " if run.tau is not None else ""
+            problems += [where + p for p in check_thresholds(run.metrics, spec.get("min"), spec.get("max"))]
         result.checks.extend({"kind": "threshold", "test": item.nodeid, "problem": p} for p in problems)
         baseline = item.config.getoption("gligen_baseline")
         if baseline:
@@ -265,93 +352,150 @@ def check_thresholds(metrics: Mapping[str, Any], minimum: Mapping[str, float] | 
     return problems
 
 
-def find_baseline_run(baseline: Path, name: str) -> Path | None:
-    """``baseline`` itself when it is a run directory, else the newest run under it named ``name``."""
+def _run_name_and_time(d: Path) -> tuple[str | None, str] | None:
+    """``(name, created)`` of a run directory or a sweep folder, None for anything else."""
     from gligen_eval import store
+    from gligen_eval.runner import SWEEP_INDEX
 
-    if (baseline / store.MANIFEST).is_file():
+    try:
+        if (d / store.MANIFEST).is_file():
+            m = store.read_json(d / store.MANIFEST)
+            return m.get("name"), str(m.get("created", ""))
+        if (d / SWEEP_INDEX).is_file():
+            return store.read_json(d / SWEEP_INDEX).get("name"), f"{(d / SWEEP_INDEX).stat().st_mtime:020.6f}"
+    except (OSError, ValueError, AttributeError):
+        return None
+    return None
+
+
+def find_baseline_run(baseline: Path, name: str) -> Path | None:
+    """``baseline`` itself when it is a run directory (or sweep folder), else the newest one under it named ``name``."""
+    if _run_name_and_time(baseline) is not None:
         return baseline
     candidates = []
     for d in sorted(baseline.glob("*")):
-        m = d / store.MANIFEST
-        if not m.is_file():
-            continue
-        try:
-            manifest = store.read_json(m)
-        except (OSError, ValueError):
-            continue
-        if manifest.get("name") == name or d.name == name:
-            candidates.append((str(manifest.get("created", "")), d))
+        info = _run_name_and_time(d) if d.is_dir() else None
+        if info is not None and (info[0] == name or d.name == name):
+            candidates.append((info[1], d))
     return max(candidates)[1] if candidates else None
+
+
+def _baseline_points(base_dir: Path, result: GligenRun) -> list[tuple[GligenRun, Path | None, str]]:
+    """``(candidate run, baseline run dir or None, label)`` pairs: the run itself, or every τ of a sweep."""
+    from gligen_eval import store
+    from gligen_eval.runner import SWEEP_INDEX
+
+    if not result.points:
+        return [(result, base_dir, "")]
+    try:
+        index = store.read_json(base_dir / SWEEP_INDEX)
+        by_tau = {float(p["tau"]): base_dir / p["run"] for p in index["points"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        by_tau = {}
+    return [(p, by_tau.get(float(p.tau)), f"τ={p.tau:g}: ") for p in result.points]
 
 
 def _gate_against_baseline(result: GligenRun, baseline: Path, gate: Path | None) -> list[str]:
     from gligen_eval import store
     from gligen_eval.reporting.compare import compare_runs, default_gate
 
-    base_dir = find_baseline_run(baseline, result.name)
-    if base_dir is None:
+    base_root = find_baseline_run(baseline, result.name)
+    if base_root is None:
         return [f"no baseline run named '{result.name}' in {baseline}"]
-    done = [c for c in result.checks if c.get("kind") == "gate" and c.get("baseline") == str(base_dir)
-            and c.get("gate") == (str(gate) if gate else None)]  # fmt: skip
-    if done:
-        cmp_code, text = done[-1]["exit_code"], done[-1]["markdown"]
-    else:
-        rule = gate
-        if rule is None:
-            try:
-                shared = set(store.read_json(base_dir / store.METRICS)) & set(result.metrics)
-            except (OSError, ValueError):
-                shared = set()
-            rule = default_gate(shared)
-        cmp = compare_runs(base_dir, result.run_dir, rule)
-        cmp_code, text = cmp.exit_code, cmp.markdown
-        result.checks.append({"kind": "gate", "baseline": str(base_dir), "gate": str(gate) if gate else None,
-                              "exit_code": cmp.exit_code, "verdict": cmp.verdict, "message": cmp.message,
-                              "markdown": cmp.markdown})  # fmt: skip
-    if cmp_code == 0:
-        return []
-    what = "regression against" if cmp_code == 1 else "cannot compare with"
-    return [f"{what} baseline {base_dir}:\n" + text]
+    problems = []
+    for run, base_dir, label in _baseline_points(base_root, result):
+        if base_dir is None or not base_dir.is_dir():
+            problems.append(f"{label}the baseline {base_root} has no run for this point")
+            continue
+        done = [c for c in result.checks if c.get("kind") == "gate" and c.get("baseline") == str(base_dir)
+                and c.get("gate") == (str(gate) if gate else None) and c.get("tau") == run.tau]  # fmt: skip
+        if done:
+            cmp_code, text = done[-1]["exit_code"], done[-1]["markdown"]
+        else:
+            rule = gate
+            if rule is None:
+                try:
+                    shared = set(store.read_json(base_dir / store.METRICS)) & set(run.metrics)
+                except (OSError, ValueError):
+                    shared = set()
+                rule = default_gate(shared)
+            cmp = compare_runs(base_dir, run.run_dir, rule)
+            cmp_code, text = cmp.exit_code, cmp.markdown
+            result.checks.append({"kind": "gate", "baseline": str(base_dir), "gate": str(gate) if gate else None,
+                                  "tau": run.tau, "exit_code": cmp.exit_code, "verdict": cmp.verdict,
+                                  "message": cmp.message, "markdown": cmp.markdown})  # fmt: skip
+        if cmp_code != 0:
+            what = "regression against" if cmp_code == 1 else "cannot compare with"
+            problems.append(f"{label}{what} baseline {base_dir}:\n" + text)
+    return problems
 
 
 # --------------------------------------------------------------------------------------------
-# summary
+# session end
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A candidate that no suite evaluated is a failed check, not a pass."""
+    state = session.config.stash.get(_SESSION_STATE, None)
+    if state and state["candidate"] is not None and state["skipped"] and not session.config.stash[_SESSION_RUNS]:
+        state["nothing_ran"] = True
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     runs: dict = config.stash.get(_SESSION_RUNS, {})
+    state = config.stash.get(_SESSION_STATE, {})
+    tr = terminalreporter
+    if state.get("nothing_ran"):
+        cand = state["candidate"]
+        tr.write_sep("-", "gligen-eval runs")
+        tr.write_line(f"no suite evaluates a {cand.modality} model: nothing checked the candidate {cand.model}", red=True)
     if not runs:
         return
-    tr = terminalreporter
     tr.write_sep("-", "gligen-eval runs")
     keys = ["box/AP", "box/AP50", "box/mIoU", "box/success", "kp/AP", "fid", "clip/global"]
     for r in runs.values():
-        shown = "  ".join(f"{k}={r.metrics[k]:.4f}" for k in keys if isinstance(r.metrics.get(k), (int, float)))
-        tr.write_line(f"{r.name:<20} {'reused' if r.reused else 'ran':<6} {shown}  [{r.run_dir}]")
-    out_root = Path(config.getoption("gligen_out") or Path(str(config.rootpath)) / "runs" / "pytest")
+        for p in r.points or [r]:
+            shown = "  ".join(f"{k}={p.metrics[k]:.4f}" for k in keys if isinstance(p.metrics.get(k), (int, float)))
+            label = r.name + (f" τ={p.tau:g}" if p.tau is not None else "")
+            tr.write_line(f"{label:<20} {'reused' if r.reused else 'ran':<6} {shown}  [{p.run_dir}]")
+    for r in runs.values():
+        for c in r.checks:
+            if c.get("kind") == "gate":
+                tr.write_line(f"gate {r.name}" + (f" τ={c['tau']:g}" if c.get("tau") is not None else "")
+                              + f": {c['verdict']} ({c['message']})")  # fmt: skip
+    out_root = _out_root(config)
     try:
         out_root.mkdir(parents=True, exist_ok=True)
         summary = out_root / "pytest-gligen.json"
-        summary.write_text(json.dumps(_summary(runs.values()), indent=2) + "\n")
+        summary.write_text(json.dumps(_summary(config, runs.values()), indent=2) + "\n")
         tr.write_line(f"summary: {summary}")
     except OSError as e:
         tr.write_line(f"could not write the gligen summary: {e}")
 
 
-def _summary(runs) -> dict[str, Any]:
+def _summary(config: pytest.Config, runs) -> dict[str, Any]:
     import platform
 
     from gligen_eval import __version__
 
+    state = config.stash.get(_SESSION_STATE, {})
+    cand: Candidate | None = state.get("candidate")
     entries = []
     for r in runs:
-        manifest = {}
-        mp = r.run_dir / "manifest.json"
-        if mp.is_file():
-            manifest = json.loads(mp.read_text())
-        entries.append({"name": r.name, "run_dir": str(r.run_dir), "reused": r.reused, "metrics": r.metrics,
-                        "checks": r.checks, "config_hash": manifest.get("config_hash"),
-                        "git": manifest.get("git"), "models": manifest.get("models")})  # fmt: skip
-    return {"gligen_eval": __version__, "machine": {"python": platform.python_version(),
-            "platform": platform.platform(), "processor": platform.processor()}, "runs": entries}  # fmt: skip
+        for p in r.points or [r]:
+            manifest = {}
+            mp = p.run_dir / "manifest.json"
+            if mp.is_file():
+                manifest = json.loads(mp.read_text())
+            entries.append({"name": r.name, "tau": p.tau, "run_dir": str(p.run_dir), "reused": r.reused,
+                            "metrics": p.metrics, "checks": [c for c in r.checks if c.get("tau") == p.tau],
+                            "config_hash": manifest.get("config_hash"), "git": manifest.get("git"),
+                            "models": manifest.get("models"), "config": p.config.to_dict()})  # fmt: skip
+    return {"gligen_eval": __version__, "code": state.get("code"),
+            "candidate": None if cand is None else {"model": cand.model, "kind": cand.kind, "modality": cand.modality,
+                                                    "overrides": cand.overrides},
+            "skipped": list(state.get("skipped", [])),
+            "machine": {"python": platform.python_version(), "platform": platform.platform(),
+                        "processor": platform.processor()}, "runs": entries}  # fmt: skip

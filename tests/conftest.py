@@ -47,3 +47,20 @@ def _torch_threads():
         return
     torch.set_num_threads(1)  # tiny models: a second thread costs more than it gives
     yield
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect ``slow`` tests by default. The full set runs with ``GLIGEN_EVAL_FULL=1`` (what
+    ``scripts/test.sh`` sets under ``CI=true``), with any ``-m`` expression (``-m ""``: everything), or
+    for tests named by node id."""
+    args = [str(a) for a in config.invocation_params.args]
+    if os.environ.get("GLIGEN_EVAL_FULL") == "1" or any(a == "-m" or a.startswith("-m") for a in args):
+        return
+    named = {a for a in args if "::" in a}
+    keep, slow = [], []
+    for item in items:
+        explicit = any(item.nodeid == n or item.nodeid.startswith(n + "[") or item.nodeid.endswith(n) for n in named)
+        (slow if item.get_closest_marker("slow") is not None and not explicit else keep).append(item)
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = keep

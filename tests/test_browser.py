@@ -263,3 +263,90 @@ def test_index_page_loads_its_plots(browser, report, tmp_path):
     assert browser.eval("document.querySelectorAll('#skipped li').length") >= 1
     assert browser.problems() == []
     assert _png(browser.screenshot(tmp_path / "index.png"))
+
+
+# --------------------------------------------------------------------------------------------
+# geometry of the layouts drawn over the images
+
+LONG_WORD = "unbroken" * 60  # 480 characters without a break opportunity
+
+
+def _geometry_layouts():
+    """The usual toy layouts plus a card whose table is far taller than its image (12 objects, a
+    full-image box, a very long unbroken caption and phrase) and one with a full-image box alone."""
+    from gligen_eval.records import GroundedObject, Layout
+
+    cats = list(rr.COLORS)
+    objs = [GroundedObject(phrase="the whole picture", box=(0.0, 0.0, 1.0, 1.0), category="person")]
+    for j in range(11):
+        x0, y0 = 0.05 * (j % 6), 0.5 + 0.04 * (j % 5)
+        objs.append(GroundedObject(phrase=f"a {cats[j % 4]} {LONG_WORD if j == 3 else j}",
+                                   box=(x0, y0, x0 + 0.3, y0 + 0.3), category=cats[j % 4]))  # fmt: skip
+    tall = Layout(layout_id="TALL", caption=f"caption {LONG_WORD}", objects=tuple(objs), width=64, height=64)
+    full = Layout(layout_id="FULL", caption="one box over everything",
+                  objects=(GroundedObject(phrase="a dog", box=(0.0, 0.0, 1.0, 1.0), category="dog"),))  # fmt: skip
+    return rr.make_layouts() + [tall, full]
+
+
+MEASURE_JS = """
+Array.from(document.querySelectorAll('.card')).map(function (card) {
+  function r(el) { var b = el.getBoundingClientRect(); return [b.left, b.top, b.right, b.bottom]; }
+  return {
+    sample: card.getAttribute('data-sample'),
+    image: r(card.querySelector('.imgbox img')),
+    objects: Array.from(card.querySelectorAll('.imgbox svg rect.obj')).map(r),
+    drawn: Array.from(card.querySelectorAll('.imgbox svg rect')).filter(function (e) {
+      return e.getClientRects().length > 0; }).map(r),
+    side: r(card.querySelector('.side')),
+    card: r(card),
+    overflow: [card.scrollWidth, card.clientWidth],
+    caption: r(card.querySelector('.caption'))
+  };
+})
+"""
+
+
+def test_gallery_boxes_lie_on_their_images(browser, tmp_path_factory, tmp_path):
+    """Every drawn box sits inside its image's rendered rectangle, a [0,0,1,1] box covers the image
+    exactly (±1 px), also on cards whose table is taller than the image; long captions wrap."""
+    from gligen_eval.reporting.gallery import write_gallery
+    from gligen_eval.reporting.rundata import RunData
+
+    layouts = _geometry_layouts()
+    run_dir = rr.make_run(tmp_path_factory.mktemp("geometry"), "geometry", layouts=layouts, drift=0.03)
+    run = RunData(run_dir)
+    page = write_gallery(run, tmp_path / "gallery.html")
+    by_id = {lay.layout_id: lay for lay in layouts}
+    layout_of = {s.sample_key: by_id[s.layout_id] for s in run.samples}
+
+    for show_dets in (False, True):
+        browser.open(page.as_uri())
+        if show_dets:
+            browser.eval("document.getElementById('f-dets').click()")
+        cards = browser.eval(MEASURE_JS)
+        assert len(cards) == len(run.samples)
+        tall = [c for c in cards if layout_of[c["sample"]].layout_id == "TALL"]
+        assert tall and all(c["side"][3] - c["side"][1] > 1.5 * (c["image"][3] - c["image"][1]) for c in tall)
+        for c in cards:
+            x0, y0, x1, y1 = c["image"]
+            assert x1 - x0 > 100 and y1 - y0 > 100, c
+            where = f"card {c['sample']} ({layout_of[c['sample']].layout_id})"
+            objects = layout_of[c["sample"]].objects
+            assert len(c["objects"]) == len(objects), where
+            for obj, (bx0, by0, bx1, by1) in zip(objects, c["objects"]):
+                want = (x0 + obj.box[0] * (x1 - x0), y0 + obj.box[1] * (y1 - y0),
+                        x0 + obj.box[2] * (x1 - x0), y0 + obj.box[3] * (y1 - y0))  # fmt: skip
+                assert max(abs(a - b) for a, b in zip(want, (bx0, by0, bx1, by1))) <= 1.0, (where, obj.box, want)
+            assert len(c["drawn"]) >= len(objects)
+            for bx0, by0, bx1, by1 in c["drawn"]:
+                assert x0 - 1 <= bx0 <= bx1 <= x1 + 1 and y0 - 1 <= by0 <= by1 <= y1 + 1, (where, c["image"])
+            # nothing sticks out of the card sideways: long words wrap inside the side column
+            assert c["overflow"][0] <= c["overflow"][1], where
+            assert c["caption"][2] <= c["side"][2] + 1 and c["side"][2] <= c["card"][2], where
+        if show_dets:
+            n_dets = sum(len(c["drawn"]) - len(c["objects"]) for c in cards)
+            assert n_dets > len(cards)  # detector boxes and dashed matches are drawn and measured too
+    full = [c for c in cards if layout_of[c["sample"]].layout_id == "FULL"]
+    assert len(full) == 2
+    assert browser.problems() == []
+    assert _png(browser.screenshot(tmp_path / "geometry.png"))

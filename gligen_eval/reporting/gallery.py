@@ -32,12 +32,12 @@ GALLERY_CSS = """
             z-index: 2; display: flex; gap: 1em; flex-wrap: wrap; align-items: center; }
 .card { display: flex; gap: 1em; border: 1px solid var(--line); border-radius: 6px; padding: .7em; margin: .7em 0; }
 .card.hidden { display: none; }
-.imgbox { position: relative; flex: none; width: 256px; }
+.imgbox { position: relative; flex: none; width: 256px; align-self: flex-start; }  /* not stretched to the card */
 .imgbox img { display: block; width: 100%; height: auto; image-rendering: pixelated; }
 .imgbox svg { position: absolute; left: 0; top: 0; width: 100%; height: 100%; }
 .imgbox .missing { width: 100%; aspect-ratio: 1; background: #eee; display: flex; align-items: center;
                    justify-content: center; color: var(--muted); }
-.side { flex: 1; min-width: 0; }
+.side { flex: 1; min-width: 0; overflow-wrap: anywhere; }  /* long unbroken words wrap */
 .side table { font-size: .92em; }
 tr.hit td.state { color: var(--hit); font-weight: 600; }
 tr.miss td.state { color: var(--miss); font-weight: 600; }
@@ -137,13 +137,13 @@ def _overlay(sample: SampleRecord, layout: Layout | None, insts: list[InstanceRe
         inst = by_index.get(j)
         color = HIT_COLOR if inst is not None and inst.hit else MISS_COLOR
         title = f"{j + 1}. {obj.phrase}" + (f" -- {inst.reason}" if inst is not None else " -- not scored")
-        parts.append(f'<rect {_rect(obj.box, w, h)} fill="none" stroke="{color}" stroke-width="{1.5 * sw:.2f}">'
-                     f"<title>{esc(title)}</title></rect>")  # fmt: skip
+        parts.append(f'<rect class="obj" {_rect(obj.box, w, h)} fill="none" stroke="{color}" '
+                     f'stroke-width="{1.5 * sw:.2f}"><title>{esc(title)}</title></rect>')  # fmt: skip
         fs = max(6.0, min(w, h) / 14)
         parts.append(f'<text x="{obj.box[0] * w + sw:.2f}" y="{obj.box[1] * h + fs:.2f}" font-size="{fs:.1f}" '
                      f'fill="{color}" stroke="#fff" stroke-width="{sw / 2:.2f}" paint-order="stroke">{j + 1}</text>')  # fmt: skip
         if inst is not None and inst.matched_box is not None:
-            parts.append(f'<rect {_rect(inst.matched_box, w, h)} fill="none" stroke="{color}" '
+            parts.append(f'<rect class="match" {_rect(inst.matched_box, w, h)} fill="none" stroke="{color}" '
                          f'stroke-width="{sw:.2f}" stroke-dasharray="{3 * sw:.1f} {2 * sw:.1f}"/>')  # fmt: skip
         if obj.keypoints is not None:
             pts = obj.keypoints
