@@ -137,7 +137,7 @@ class PoseConfig(DetectorConfig):
 
 @dataclass
 class ScoringConfig:
-    backend: Literal["pycocotools", "faster"] = "faster"
+    backend: Literal["hotcoco", "pycocotools", "faster"] = "hotcoco"
     success_iou: float = 0.5
     """An object is a hit when a same-class detection overlaps its box with at least this IoU."""
     instance_min_score: float = 0.25

@@ -278,7 +278,7 @@ def evaluate_boxes(
     samples: Sequence[SampleRecord],
     detections: Mapping[str, Sequence[Detection]],
     *,
-    backend: str = "faster",
+    backend: str = "hotcoco",
     success_iou: float = 0.5,
     min_score: float = 0.0,
     phrase_labels: bool = False,
@@ -296,8 +296,8 @@ def evaluate_boxes(
         dets = list(detections[s.sample_key])
         pairs.append((s, lay, relabel_phrases(dets, lay) if phrase_labels else dets))
     lvis = lvis_meta is not None
-    if lvis and backend != "faster":
-        raise ConfigError("LVIS layouts are scored LVIS-style, which needs scoring.backend: faster")
+    if lvis and backend not in ("hotcoco", "faster"):
+        raise ConfigError("LVIS layouts are scored LVIS-style, which needs scoring.backend: hotcoco or faster")
     categories = lvis_categories([p[1] for p in pairs], lvis_meta) if lvis else None
     gt, results = coco.build_eval_inputs([(s.sample_key, lay, s.width, s.height, d) for s, lay, d in pairs],
                                          categories=categories)  # fmt: skip
@@ -348,7 +348,7 @@ def evaluate_keypoints(
     samples: Sequence[SampleRecord],
     detections: Mapping[str, Sequence[Detection]],
     *,
-    backend: str = "faster",
+    backend: str = "hotcoco",
 ) -> tuple[Any, dict, list]:
     """OKS AP (COCOeval keypoints) of pose detections against the layouts' persons with keypoints.
 
