@@ -9,6 +9,14 @@ process CPU time are both reported; on a shared machine the CPU-time ratio is th
 
     python benchmarks/bench_coco_backends.py                 # 5000 images x 7 boxes
     python benchmarks/bench_coco_backends.py --images 500 --json
+    python benchmarks/bench_coco_backends.py --bootstrap 1000     # also time the AP bootstraps
+
+``--bootstrap N`` also times N bootstrap draws of AP over layouts, as scoring and ``compare`` run
+them: the interval of one run (``bootstrap_interval_s``, per-image matches re-accumulated per draw)
+and the paired difference of every COCO key between that run and a second one with re-drawn
+detections (``bootstrap_compare_s``, ``compare``'s own statistic); ``--bootstrap-recompute M``
+times M draws of evaluating each drawn dataset in full, the way ``compare`` did it before
+(``recompute_per_draw_s``; multiply by N for the cost of N draws).
 """
 
 from __future__ import annotations
@@ -53,6 +61,62 @@ def synthetic(n_images: int, n_boxes: int, seed: int = 0, size: tuple[int, int] 
     return rows
 
 
+def redetect(rows, seed: int):
+    """The same layouts with detections drawn again (another run of the same model, say)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for key, lay, w, h, _ in rows:
+        dets = []
+        for o in lay.objects:
+            if rng.random() < 0.85:
+                bw, bh = o.box[2] - o.box[0], o.box[3] - o.box[1]
+                j = rng.normal(0, 0.03, 4) * np.array([bw, bh, bw, bh]) * 3
+                db = tuple(float(v) for v in np.clip(np.array(o.box) + j, 0, 1))
+                dets.append(Detection(box=db, label=o.category, score=float(rng.random())))
+        out.append((key, lay, w, h, dets))
+    return out
+
+
+def time_bootstrap(rows, n_boot: int, n_recompute: int, seed: int = 0) -> dict[str, float]:
+    """Seconds for ``n_boot`` AP draws: one run's interval, and compare's paired difference of two runs."""
+    from gligen_eval.reporting.compare import _CocoStat
+    from gligen_eval.scoring import stats
+    from gligen_eval.scoring.resample import ImageSetAP, bootstrap_ap_interval
+
+    gt, results = coco.build_eval_inputs(rows)
+    columns = {lay.layout_id: [i] for i, (_, lay, _, _, _) in enumerate(rows)}
+    out: dict[str, float] = {}
+    t0 = time.perf_counter()
+    ap_set = ImageSetAP(gt, results)
+    out["bootstrap_interval_setup_s"] = time.perf_counter() - t0
+    lo, hi = bootstrap_ap_interval(ap_set, columns, n_boot=n_boot, seed=seed)
+    out["bootstrap_interval_s"] = time.perf_counter() - t0
+    out["bootstrap_interval"] = [lo, hi]
+
+    other = redetect(rows, seed + 1)
+    a = {lay.layout_id: [row] for row in rows for lay in [row[1]]}
+    b = {lay.layout_id: [row] for row in other for lay in [row[1]]}
+    t0 = time.perf_counter()
+    st = _CocoStat("bbox", coco.DEFAULT_BACKEND)
+    st.register(a)
+    st.register(b)
+    out["bootstrap_compare_setup_s"] = time.perf_counter() - t0
+    for key in coco.metric_keys("bbox"):  # every COCO key of the family, as compare does (one evaluation per draw)
+        diff, lo, hi = stats.paired_bootstrap_diff(a, b, st.fn(key), n_boot=n_boot, seed=seed)
+        if key == "AP":
+            out["bootstrap_compare_AP_diff"] = [diff, lo, hi]
+    out["bootstrap_compare_s"] = time.perf_counter() - t0
+    if n_recompute:
+        slow = _CocoStat("bbox", coco.DEFAULT_BACKEND)  # nothing registered: every draw is evaluated in full
+        draws = np.random.default_rng(seed).integers(0, len(rows), size=(n_recompute, len(rows)))
+        items = list(a.values())
+        t0 = time.perf_counter()
+        for row in draws:
+            slow.metrics([items[j] for j in row])
+        out["recompute_per_draw_s"] = (time.perf_counter() - t0) / n_recompute
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
+
+
 def _git_hash() -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
@@ -67,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--boxes", type=int, default=7)
     ap.add_argument("--repeat", type=int, default=1, help="timed runs per backend (the best is kept)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bootstrap", type=int, default=0, metavar="N", help="also time N bootstrap draws of AP")
+    ap.add_argument("--bootstrap-recompute", type=int, default=0, metavar="M",
+                    help="also time M draws evaluated in full (the cost per draw without re-accumulation)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -116,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         "versions": {m: _version(m) for m in ("pycocotools", "faster_coco_eval", "hotcoco", "numpy")},
         "git": _git_hash(),
     }
+    if args.bootstrap:
+        out["n_boot"] = args.bootstrap
+        out.update(time_bootstrap(rows, args.bootstrap, args.bootstrap_recompute, args.seed))
     if args.json:
         print(json.dumps(out))
     else:
@@ -129,6 +199,13 @@ def main(argv: list[str] | None = None) -> int:
               f"   {out['hotcoco_ratio']:6.2f} x wall {out['hotcoco_cpu_ratio']:6.2f} x CPU")  # fmt: skip
         if out["load_average"]:
             print(f"  load average        {out['load_average'][0]:.2f} on {os.cpu_count()} CPUs")
+        if args.bootstrap:
+            print(f"  AP interval, {args.bootstrap} draws     {out['bootstrap_interval_s']:8.2f} s "
+                  f"(set-up {out['bootstrap_interval_setup_s']:.2f} s)")
+            print(f"  compare, {args.bootstrap} draws x 2 runs {out['bootstrap_compare_s']:8.2f} s "
+                  f"(set-up {out['bootstrap_compare_setup_s']:.2f} s), every COCO key")
+            if "recompute_per_draw_s" in out:
+                print(f"  full evaluation per draw     {out['recompute_per_draw_s']:8.3f} s")
         print(f"  max |metric diff|   hotcoco {diffs['hotcoco']:.3g}, faster {diffs['faster']:.3g} to pycocotools"
               f"    (AP {out['AP']:.4f})")  # fmt: skip
     return 0
