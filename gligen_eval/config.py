@@ -148,6 +148,9 @@ class ScoringConfig:
     """Draws for the AP intervals (each draw re-accumulates COCO AP; about 0.25 s per draw at 5000 images x 80
     categories on one CPU core); 0: no AP intervals. Also 0 when ``bootstrap`` is 0."""
     bootstrap_seed: int = 0
+    error_analysis: bool = False
+    """TIDE-style ΔAP50 per box error type (``box/tide/{cls,loc,both,dupl,bkg,miss}``) and the area under
+    AP over IoU thresholds 0.05..0.95 (``box/AP_iou_auc``); not for LVIS layouts."""
     ci_level: float = 0.95
     """Confidence level of the intervals."""
     real_images: bool = False

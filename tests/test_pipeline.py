@@ -432,3 +432,23 @@ def test_two_processes_score_like_one(real_dir, tmp_path):
         assert len(store.RunDir(out).rows("clip.jsonl")) == 4
     assert metrics[0] == metrics[1]
     assert "fid" in metrics[0] and "kp/AP" in metrics[0] and "box@owlv2-tiny/AP" in metrics[0]
+
+
+def test_error_analysis_keys_in_a_run(base, generated, tmp_path, monkeypatch):
+    def half_shift(lay: Layout) -> list[Detection]:  # every box moved by half its width: localisation errors
+        out = []
+        for j, o in enumerate(lay.objects):
+            x0, y0, x1, y1 = o.box
+            dx = (x1 - x0) / 2 if x1 + (x1 - x0) / 2 <= 1 else -(x1 - x0) / 2
+            out.append(Detection((x0 + dx, y0, x1 + dx, y1), o.category or o.phrase, 0.9 - 0.01 * j))
+        return out
+
+    table = write_table(tmp_path / "shift.json", generated, half_shift)
+    m = rescore(base, tmp_path / "run", monkeypatch, pose=None, extra_detectors=[],
+                detector={"kind": FILE, "weights": table},
+                scoring={"instance_min_score": 0.0, "bootstrap": 0, "error_analysis": True})  # fmt: skip
+    keys = [f"box/tide/{t}" for t in ("cls", "loc", "both", "dupl", "bkg", "miss")] + ["box/AP_iou_auc"]
+    assert all(k in m for k in keys)
+    assert m["box/AP50"] < 0.5 and m["box/tide/loc"] > 0.5  # the lost AP50 is localisation
+    assert m["box/tide/cls"] == m["box/tide/bkg"] == 0.0
+    assert 0.0 < m["box/AP_iou_auc"] < 0.5

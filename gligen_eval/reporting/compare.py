@@ -9,7 +9,9 @@ paired bootstrap interval, resampling **layouts** with the same draws for both r
 * the COCO keys (``box/AP``, ``box/AP50``, ..., ``kp/AP``, ...) are recomputed on every draw from
   the stored detections and the layout boxes, as the run scored them (``box/``: the detector's
   detections, phrase labels mapped to the objects' classes; ``kp/``: the pose model's detections on
-  the layouts with keypoints); duplicated layouts become separate images. LVIS-style ``box/`` AP
+  the layouts with keypoints); duplicated layouts become separate images. Each run's images are
+  matched once and a draw re-accumulates the matches of its images, which gives the numbers of
+  evaluating the drawn dataset (:mod:`gligen_eval.scoring.matches`). LVIS-style ``box/`` AP
   (it needs the LVIS source) is compared as point values;
 * metrics that are not sums over layouts (``fid``, ``kid``, ``clip/*``) are compared as point
   values, without an interval.
