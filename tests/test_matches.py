@@ -146,3 +146,15 @@ def test_compare_statistic_reaccumulates_and_matches_full_evaluation():
         draw = [lists[j] for j in row]
         assert fast.metrics(draw) == slow.metrics(draw)
     assert fast.metrics(lists) == slow.metrics(lists)  # the point estimate: the full evaluation
+    # the bootstrap's per-draw path (draw indices, memoized per draw) gives the same numbers
+    on_draw = fast.fn("AP50").for_items(lists)
+    row = rng.integers(0, 15, 15)
+    assert on_draw(row) == slow.fn("AP50")([lists[j] for j in row])
+    from gligen_eval.scoring import stats
+
+    a = dict(items)
+    b = {k: list(v) for k, v in items.items()}  # another run: same layouts, its own lists
+    fast.register(b)
+    got = stats.paired_bootstrap_diff(a, b, fast.fn("AP"), n_boot=20, seed=1)
+    want = stats.paired_bootstrap_diff(a, b, slow.fn("AP"), n_boot=20, seed=1)
+    assert got == want and got[0] == 0.0

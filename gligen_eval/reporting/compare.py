@@ -287,6 +287,7 @@ class _CocoStat:
         self.cache: dict[tuple[int, ...], dict[str, float]] = {}
         self._columns: dict[int, tuple[int, Any]] = {}  # id(layout item list) -> (run slot, image columns)
         self._runs: list[tuple[Any, tuple[int, ...], list]] = []  # (matches, full key, the lists kept alive)
+        self._drawers: dict[tuple[int, ...], Callable[[Any], dict[str, float]]] = {}
 
     @property
     def fast(self) -> bool:
@@ -340,12 +341,61 @@ class _CocoStat:
             self.cache[key] = hit
         return hit
 
-    def fn(self, name: str) -> Callable[[list[Any]], float]:
-        def stat(items: list[Any]) -> float:
-            v = self.metrics(items).get(name, float("nan"))
-            return float("nan") if v is None or v < 0 else float(v)
+    def drawer(self, items: list[list[tuple]]) -> Callable[[Any], dict[str, float]] | None:
+        """``draw indices -> summary`` for draws over ``items`` (one run's layouts), memoized per draw;
+        ``None`` when the items are not one registered run's."""
+        import numpy as np
 
-        return stat
+        sig = tuple(id(x) for x in items)
+        hit = self._drawers.get(sig)
+        if hit is not None:
+            return hit
+        found = [self._columns.get(id(x)) if x else None for x in items]
+        slots = {f[0] for f in found if f is not None}
+        if len(slots) != 1 or any(f is None and x for f, x in zip(found, items)):
+            return None
+        matches = self._runs[slots.pop()][0]
+        if matches is None:
+            return None
+        starts = np.asarray([f[1][0] if f is not None and f[1].size else 0 for f in found], dtype=np.int64)
+        lens = np.asarray([f[1].size if f is not None else 0 for f in found], dtype=np.int64)
+        memo: dict[bytes, dict[str, float]] = {}
+
+        def on_draw(row: Any) -> dict[str, float]:
+            row = np.asarray(row, dtype=np.int64)
+            key = row.tobytes()
+            out = memo.get(key)
+            if out is None:
+                ln = lens[row]
+                cols = np.arange(int(ln.sum()), dtype=np.int64) - np.repeat(np.cumsum(ln) - ln - starts[row], ln)
+                out = memo[key] = matches.summary(cols)
+            return out
+
+        self._drawers[sig] = on_draw
+        return on_draw
+
+    def fn(self, name: str) -> Callable[[list[Any]], float]:
+        return _KeyStat(self, name)
+
+
+class _KeyStat:
+    """One COCO key of a :class:`_CocoStat`; ``for_items`` gives the bootstrap its per-draw fast path."""
+
+    def __init__(self, owner: _CocoStat, name: str):
+        self.owner, self.name = owner, name
+
+    def _value(self, metrics: Mapping[str, float]) -> float:
+        v = metrics.get(self.name, float("nan"))
+        return float("nan") if v is None or v < 0 else float(v)
+
+    def __call__(self, items: list[Any]) -> float:
+        return self._value(self.owner.metrics(items))
+
+    def for_items(self, items: list[Any]) -> Callable[[Any], float]:
+        on_draw = self.owner.drawer(items)
+        if on_draw is None:
+            return lambda row: self([items[j] for j in row])
+        return lambda row: self._value(on_draw(row))
 
 
 # --------------------------------------------------------------------------------------------

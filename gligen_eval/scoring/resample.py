@@ -128,8 +128,26 @@ def bootstrap_ap_interval(
     from gligen_eval.scoring.stats import bootstrap_ci
 
     items = {k: np.asarray(v, dtype=np.int64) for k, v in columns_by_layout.items()}
+    return bootstrap_ci(items, _DrawAP(ap_set), n_boot=n_boot, alpha=alpha, seed=seed)
 
-    def stat(drawn: list[np.ndarray]) -> float:
-        return ap_set.ap(np.concatenate(drawn)) if drawn else math.nan
 
-    return bootstrap_ci(items, stat, n_boot=n_boot, alpha=alpha, seed=seed)
+class _DrawAP:
+    """AP of the images of the drawn layouts; ``for_items`` maps a draw's layout indices to columns at once."""
+
+    def __init__(self, ap_set: ImageSetAP) -> None:
+        self.ap_set = ap_set
+
+    def __call__(self, drawn: list[np.ndarray]) -> float:
+        return self.ap_set.ap(np.concatenate(drawn)) if drawn else math.nan
+
+    def for_items(self, items: list[np.ndarray]):
+        flat = np.concatenate(items) if items else np.zeros(0, dtype=np.int64)
+        lens = np.asarray([len(v) for v in items], dtype=np.int64)
+        starts = np.cumsum(lens) - lens
+
+        def on_draw(row: np.ndarray) -> float:
+            ln = lens[row]
+            pos = np.arange(int(ln.sum()), dtype=np.int64) - np.repeat(np.cumsum(ln) - ln - starts[row], ln)
+            return self.ap_set.ap(flat[pos]) if row.size else math.nan
+
+        return on_draw
