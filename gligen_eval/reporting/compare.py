@@ -24,7 +24,7 @@ A gate file (YAML) sets the rule per metric::
       fid:      {max_rise: 0.5}
       kp/AP:    {min: 0.2}                           # absolute bound on the candidate
     confidence: 0.95                                 # default for the metrics above
-    bootstrap: {n_boot: 1000, n_boot_ap: 200, seed: 0}
+    bootstrap: {n_boot: 1000, n_boot_ap: 1000, seed: 0}
 
 A metric *regresses* when the whole interval of its difference lies beyond the allowed change
 (``hi < -max_drop``, or ``lo > max_rise``), so noise alone does not fail a gate; without an
@@ -81,7 +81,7 @@ class Rule:
 class Gate:
     rules: dict[str, Rule] = field(default_factory=dict)
     n_boot: int = 1000
-    n_boot_ap: int = 200
+    n_boot_ap: int = 1000
     seed: int = 0
     confidence: float = 0.95
     source: str | None = None
