@@ -158,3 +158,13 @@ def test_compare_statistic_reaccumulates_and_matches_full_evaluation():
     got = stats.paired_bootstrap_diff(a, b, fast.fn("AP"), n_boot=20, seed=1)
     want = stats.paired_bootstrap_diff(a, b, slow.fn("AP"), n_boot=20, seed=1)
     assert got == want and got[0] == 0.0
+
+
+def test_no_detections_and_no_ground_truth():
+    gt, res = _data(seed=5)
+    none = ImageMatches(gt, [])
+    assert none.ap(range(len(none))) == 0.0
+    assert none.summary(range(len(none))) == coco.evaluate_coco(gt, [], backend="pycocotools")
+    assert math.isnan(none.ap([len(none) - 1]))  # an image with nothing: AP undefined
+    empty = {**gt, "annotations": []}
+    assert all(v == -1.0 for v in ImageMatches(empty, res).summary([0, 1]).values())
