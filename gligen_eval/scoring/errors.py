@@ -48,10 +48,12 @@ class TideResult:
     ap50: float
     """The AP50 the ΔAPs are measured from."""
     per_category: dict[str, dict[str, float]] = field(default_factory=dict)
-    """category name -> ``{"<type>": ΔAP50, ..., "n_<type>": count, ..., "AP50": base}`` (categories with ground truth)."""
+    """category name -> ``{"<type>": ΔAP50, ..., "n_<type>": count, ..., "AP50": base}``, for the
+    categories with ground truth."""
 
 
-def _evaluator(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]], iou_thrs: Sequence[float] | None = None) -> tuple[Any, dict]:
+def _evaluator(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]],
+               iou_thrs: Sequence[float] | None = None) -> tuple[Any, dict]:  # fmt: skip
     g = coco.prepare_gt(gt)
     r = coco.prepare_results(list(results), g)
     E = coco._hotcoco_eval(g, r, iou_type="bbox", lvis_style=False, kpt_sigmas=None)
@@ -128,7 +130,8 @@ def iou_auc(thresholds: Sequence[float], ap: Sequence[float]) -> float:
     return float(np.sum((a[1:] + a[:-1]) * np.diff(t)) / 2.0 / (t[-1] - t[0]))
 
 
-def error_metrics(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]], prefix: str = "box") -> tuple[dict[str, float], dict[str, Any]]:
+def error_metrics(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]],
+                  prefix: str = "box") -> tuple[dict[str, float], dict[str, Any]]:  # fmt: skip
     """``({"<prefix>/tide/<type>": ΔAP50, ..., "<prefix>/AP_iou_auc": area}, breakdowns)``.
 
     The breakdowns hold the per-category ΔAPs (``<prefix>/tide_per_category``), the error counts
