@@ -93,7 +93,7 @@ def _add_score(sub) -> None:
     p.add_argument("--layouts", required=True, help="ground truth in COCO (or LVIS) format")
     p.add_argument("--detections", required=True, help="detections in COCO results format")
     p.add_argument("--iou-type", choices=["bbox", "keypoints"], default="bbox")
-    p.add_argument("--backend", choices=["pycocotools", "faster"], default="faster")
+    p.add_argument("--backend", choices=["hotcoco", "pycocotools", "faster"], default="hotcoco")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 

@@ -336,7 +336,8 @@ def test_free_phrase_layouts_with_a_phrase_detector_and_image_grounding(base, ge
     assert metrics["box/AP"] == 1.0 and metrics["box/success"] == 1.0
     assert not any(k.endswith(("/lo", "/hi")) for k in metrics)  # bootstrap: 0
     per_cat = json.loads((out / "breakdowns.json").read_text())["box/AP_per_category"]
-    assert "donut" in per_cat and all(v["AP"] == 1.0 for v in per_cat.values())
+    # (a category with one box has precision 1 / (1 + eps) in COCOeval's arithmetic)
+    assert "donut" in per_cat and all(v["AP"] == pytest.approx(1.0, abs=1e-15) for v in per_cat.values())
     assert 0.0 <= metrics["clip/image"] <= 100.0
     assert set(scorers) == {"detector", "clip"}
 
@@ -379,9 +380,9 @@ def test_lvis_layouts_score_lvis_style_with_phrases(tmp_path, monkeypatch):
                         lambda lay: perfect(lay, phrases=True))  # fmt: skip
     m2 = rescore(first, tmp_path / "lvis2", monkeypatch, detector={"kind": PHRASE_FILE, "weights": table},
                  extra_detectors=[], **common)  # fmt: skip
-    for k in ("AP", "AP50", "APr", "APc", "APf"):
-        assert m2[f"box/{k}"] == 1.0, k
-    assert m2["box/AP/lo"] == m2["box/AP/hi"] == 1.0
+    for k in ("AP", "AP50", "APr", "APc", "APf"):  # (a one-box category has precision 1 / (1 + eps))
+        assert m2[f"box/{k}"] == pytest.approx(1.0, abs=1e-15), k
+    assert m2["box/AP/lo"] == pytest.approx(1.0, abs=1e-15) and m2["box/AP/hi"] == pytest.approx(1.0, abs=1e-15)
     assert "box/AR300" in m2 and "box/AR100" not in m2  # LVIS keys
 
 
@@ -432,3 +433,23 @@ def test_two_processes_score_like_one(real_dir, tmp_path):
         assert len(store.RunDir(out).rows("clip.jsonl")) == 4
     assert metrics[0] == metrics[1]
     assert "fid" in metrics[0] and "kp/AP" in metrics[0] and "box@owlv2-tiny/AP" in metrics[0]
+
+
+def test_error_analysis_keys_in_a_run(base, generated, tmp_path, monkeypatch):
+    def half_shift(lay: Layout) -> list[Detection]:  # every box moved by half its width: localisation errors
+        out = []
+        for j, o in enumerate(lay.objects):
+            x0, y0, x1, y1 = o.box
+            dx = (x1 - x0) / 2 if x1 + (x1 - x0) / 2 <= 1 else -(x1 - x0) / 2
+            out.append(Detection((x0 + dx, y0, x1 + dx, y1), o.category or o.phrase, 0.9 - 0.01 * j))
+        return out
+
+    table = write_table(tmp_path / "shift.json", generated, half_shift)
+    m = rescore(base, tmp_path / "run", monkeypatch, pose=None, extra_detectors=[],
+                detector={"kind": FILE, "weights": table},
+                scoring={"instance_min_score": 0.0, "bootstrap": 0, "error_analysis": True})  # fmt: skip
+    keys = [f"box/tide/{t}" for t in ("cls", "loc", "both", "dupl", "bkg", "miss")] + ["box/AP_iou_auc"]
+    assert all(k in m for k in keys)
+    assert m["box/AP50"] < 0.5 and m["box/tide/loc"] > 0.5  # the lost AP50 is localisation
+    assert m["box/tide/cls"] == m["box/tide/bkg"] == 0.0
+    assert 0.0 < m["box/AP_iou_auc"] < 0.5

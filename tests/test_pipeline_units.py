@@ -145,7 +145,7 @@ def test_tiny_fid_features_are_seeded():
 
 def test_scoring_config_keys_defaults_and_errors():
     cfg = RunConfig()
-    assert (cfg.scoring.bootstrap, cfg.scoring.bootstrap_ap, cfg.scoring.ci_level) == (1000, 200, 0.95)
+    assert (cfg.scoring.bootstrap, cfg.scoring.bootstrap_ap, cfg.scoring.ci_level) == (1000, 1000, 0.95)
     assert cfg.pose is None and cfg.extra_detectors == [] and not cfg.fid.enabled and not cfg.clip.enabled
     assert cfg.fid.feature == "inception" and cfg.clip.weight == 100.0
     assert not pipeline.uses_random_scoring_weights(cfg)

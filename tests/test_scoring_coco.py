@@ -12,7 +12,7 @@ from gligen_eval.errors import ConfigError, InputError
 from gligen_eval.records import Detection, GroundedObject, Layout
 from gligen_eval.scoring import coco
 
-BACKENDS = ["pycocotools", "faster"]
+BACKENDS = ["hotcoco", "pycocotools", "faster"]
 
 
 def _layout(lid: str, objs: list[tuple[str, tuple[float, float, float, float]]]) -> Layout:

@@ -9,7 +9,7 @@ import pytest
 from gligen_eval.errors import InputError
 from gligen_eval.scoring import coco
 
-BACKENDS = ["pycocotools", "faster"]
+BACKENDS = ["hotcoco", "pycocotools", "faster"]
 
 # ../shared/data/reference/README.md: cocoapi fake bbox results on instances_val2014_100 (summarize() order)
 BBOX_REFERENCE = [
@@ -45,6 +45,28 @@ def test_keypoint_reference_numbers(reference_dir, backend):
     assert list(m) == list(coco.KEYPOINT_KEYS)
     for key, got, want in zip(coco.KEYPOINT_KEYS, m.values(), KEYPOINT_REFERENCE):
         assert abs(got - want) <= 1e-9, (key, got, want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["bbox", "keypoints"])
+def test_reference_numbers_through_score_detections(reference_dir, backend, kind, capsys):
+    from gligen_eval.cli import main
+
+    if kind == "bbox":
+        gt = reference_dir / "faster_coco_eval" / "dataset__cocoapi__instances_val2014_100.json"
+        dt, keys, want = reference_dir / "cocoapi" / "instances_val2014_fakebbox100_results.json", coco.BBOX_KEYS, BBOX_REFERENCE
+    else:
+        d = reference_dir / "faster_coco_eval"
+        gt, dt = d / "keypoints_dataset__gt_dataset.json", d / "keypoints_dataset__dt_dataset.json"
+        keys, want = coco.KEYPOINT_KEYS, KEYPOINT_REFERENCE
+    capsys.readouterr()
+    rc = main(["score-detections", "--layouts", str(gt), "--detections", str(dt), "--iou-type", kind,
+               "--backend", backend, "--json"])  # fmt: skip
+    assert rc == 0
+    got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert list(got) == list(keys)
+    diffs = [abs(got[k] - w) for k, w in zip(keys, want)]
+    assert max(diffs) <= 1e-9, dict(zip(keys, diffs))
 
 
 def test_waymo_oks_pairs(reference_dir):
@@ -96,12 +118,13 @@ def test_lvis_v05_ground_truth_as_predictions(reference_dir):
            for a in gt["annotations"]]  # fmt: skip
     m = coco.evaluate_coco(gt, res, lvis_style=True)
     assert list(m) == list(coco.metric_keys("bbox", lvis_style=True))
-    assert all(v == 1.0 for v in m.values())
+    # (a category with one box has precision 1 / (1 + eps) in COCOeval's arithmetic, as hotcoco keeps it)
+    assert all(v == pytest.approx(1.0, abs=1e-15) for v in m.values())
     # leave out the predictions of rare categories: APr drops to 0 and AP by their share of categories
     freq = {c["id"]: c["frequency"] for c in gt["categories"]}
     present = {a["category_id"] for a in gt["annotations"]}
     n_rare = sum(freq[c] == "r" for c in present)
     assert n_rare > 0
     m = coco.evaluate_coco(gt, [r for r in res if freq[r["category_id"]] != "r"], lvis_style=True)
-    assert m["APr"] == 0.0 and m["APc"] == 1.0 and m["APf"] == 1.0
+    assert m["APr"] == 0.0 and m["APc"] == pytest.approx(1.0, abs=1e-15) and m["APf"] == pytest.approx(1.0, abs=1e-15)
     assert m["AP"] == pytest.approx((len(present) - n_rare) / len(present), abs=1e-12)

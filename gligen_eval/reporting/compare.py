@@ -9,7 +9,9 @@ paired bootstrap interval, resampling **layouts** with the same draws for both r
 * the COCO keys (``box/AP``, ``box/AP50``, ..., ``kp/AP``, ...) are recomputed on every draw from
   the stored detections and the layout boxes, as the run scored them (``box/``: the detector's
   detections, phrase labels mapped to the objects' classes; ``kp/``: the pose model's detections on
-  the layouts with keypoints); duplicated layouts become separate images. LVIS-style ``box/`` AP
+  the layouts with keypoints); duplicated layouts become separate images. Each run's images are
+  matched once and a draw re-accumulates the matches of its images, which gives the numbers of
+  evaluating the drawn dataset (:mod:`gligen_eval.scoring.matches`). LVIS-style ``box/`` AP
   (it needs the LVIS source) is compared as point values;
 * the condition-consistency keys (``cond/*`` of spatial runs) are pooled means over the images of
   the drawn layouts, from the runs' ``cond.jsonl`` rows (the real-image ceiling ``cond/real/*`` is
@@ -25,7 +27,7 @@ A gate file (YAML) sets the rule per metric::
       fid:      {max_rise: 0.5}
       kp/AP:    {min: 0.2}                           # absolute bound on the candidate
     confidence: 0.95                                 # default for the metrics above
-    bootstrap: {n_boot: 1000, n_boot_ap: 200, seed: 0}
+    bootstrap: {n_boot: 1000, n_boot_ap: 1000, seed: 0}
 
 A metric *regresses* when the whole interval of its difference lies beyond the allowed change
 (``hi < -max_drop``, or ``lo > max_rise``), so noise alone does not fail a gate; without an
@@ -82,7 +84,7 @@ class Rule:
 class Gate:
     rules: dict[str, Rule] = field(default_factory=dict)
     n_boot: int = 1000
-    n_boot_ap: int = 200
+    n_boot_ap: int = 1000
     seed: int = 0
     confidence: float = 0.95
     source: str | None = None
@@ -273,12 +275,60 @@ def _family_data(run: RunData, family: str) -> bool:
 
 
 class _CocoStat:
-    """COCO summary of a draw of layouts, memoized so that every key of one family costs one evaluation."""
+    """COCO summary of a draw of layouts, memoized so that every key of one family costs one evaluation.
+
+    The full set of a run (its layouts in order, the point estimate) is evaluated with the run's
+    backend. A draw re-accumulates the per-image matches of the drawn images
+    (:class:`~gligen_eval.scoring.matches.ImageMatches`, set up once per run with :meth:`register`),
+    which gives the numbers of evaluating the drawn dataset; without it the drawn dataset is built
+    and evaluated.
+    """
 
     def __init__(self, iou_type: str, backend: str):
         self.iou_type = iou_type
         self.backend = backend
         self.cache: dict[tuple[int, ...], dict[str, float]] = {}
+        self._columns: dict[int, tuple[int, Any]] = {}  # id(layout item list) -> (run slot, image columns)
+        self._runs: list[tuple[Any, tuple[int, ...], list]] = []  # (matches, full key, the lists kept alive)
+        self._drawers: dict[tuple[int, ...], Callable[[Any], dict[str, float]]] = {}
+
+    @property
+    def fast(self) -> bool:
+        return bool(self._runs) and all(m is not None for m, _, _ in self._runs)
+
+    def register(self, items_by_layout: Mapping[str, list[tuple]]) -> None:
+        """Evaluate a run's images once, for re-accumulating its draws."""
+        import numpy as np
+
+        from gligen_eval.scoring import coco
+        from gligen_eval.scoring.matches import ImageMatches
+
+        lists = [v for v in items_by_layout.values() if v]
+        flat = [row for rows in lists for row in rows]
+        try:
+            gt, results = coco.build_eval_inputs(flat, iou_type=self.iou_type)  # type: ignore[arg-type]
+            matches: Any = ImageMatches(gt, results, iou_type=self.iou_type)  # type: ignore[arg-type]
+        except (ImportError, AttributeError, TypeError, ValueError, KeyError):
+            matches = None
+        slot = len(self._runs)
+        self._runs.append((matches, tuple(id(v) for v in lists), lists))
+        start = 0
+        for v in lists:
+            self._columns[id(v)] = (slot, np.arange(start, start + len(v), dtype=np.int64))
+            start += len(v)
+
+    def _fast_metrics(self, items: list[list[tuple]]) -> dict[str, float] | None:
+        import numpy as np
+
+        nonempty = [x for x in items if x]
+        found = [self._columns.get(id(x)) for x in nonempty]
+        if not found or any(f is None for f in found) or len({f[0] for f in found}) != 1:  # type: ignore[index]
+            return None
+        slot = found[0][0]  # type: ignore[index]
+        matches, full_key, _ = self._runs[slot]
+        if matches is None or tuple(id(x) for x in nonempty) == full_key:
+            return None  # the point estimate: evaluated as the run scored it
+        return matches.summary(np.concatenate([f[1] for f in found]))  # type: ignore[index]
 
     def metrics(self, items: list[list[tuple]]) -> dict[str, float]:
         from gligen_eval.scoring import coco
@@ -286,18 +336,69 @@ class _CocoStat:
         key = tuple(id(x) for x in items)  # the draw itself (its layouts' item lists, in draw order), not a hash
         hit = self.cache.get(key)
         if hit is None:
-            flat = [row for layout_items in items for row in layout_items]
-            gt, results = coco.build_eval_inputs(flat, iou_type=self.iou_type)  # type: ignore[arg-type]
-            hit = coco.evaluate_coco(gt, results, iou_type=self.iou_type, backend=self.backend)  # type: ignore[arg-type]
+            hit = self._fast_metrics(items)
+            if hit is None:
+                flat = [row for layout_items in items for row in layout_items]
+                gt, results = coco.build_eval_inputs(flat, iou_type=self.iou_type)  # type: ignore[arg-type]
+                hit = coco.evaluate_coco(gt, results, iou_type=self.iou_type, backend=self.backend)  # type: ignore[arg-type]
             self.cache[key] = hit
         return hit
 
-    def fn(self, name: str) -> Callable[[list[Any]], float]:
-        def stat(items: list[Any]) -> float:
-            v = self.metrics(items).get(name, float("nan"))
-            return float("nan") if v is None or v < 0 else float(v)
+    def drawer(self, items: list[list[tuple]]) -> Callable[[Any], dict[str, float]] | None:
+        """``draw indices -> summary`` for draws over ``items`` (one run's layouts), memoized per draw;
+        ``None`` when the items are not one registered run's."""
+        import numpy as np
 
-        return stat
+        sig = tuple(id(x) for x in items)
+        hit = self._drawers.get(sig)
+        if hit is not None:
+            return hit
+        found = [self._columns.get(id(x)) if x else None for x in items]
+        slots = {f[0] for f in found if f is not None}
+        if len(slots) != 1 or any(f is None and x for f, x in zip(found, items)):
+            return None
+        matches = self._runs[slots.pop()][0]
+        if matches is None:
+            return None
+        starts = np.asarray([f[1][0] if f is not None and f[1].size else 0 for f in found], dtype=np.int64)
+        lens = np.asarray([f[1].size if f is not None else 0 for f in found], dtype=np.int64)
+        memo: dict[bytes, dict[str, float]] = {}
+
+        def on_draw(row: Any) -> dict[str, float]:
+            row = np.asarray(row, dtype=np.int64)
+            key = row.tobytes()
+            out = memo.get(key)
+            if out is None:
+                ln = lens[row]
+                cols = np.arange(int(ln.sum()), dtype=np.int64) - np.repeat(np.cumsum(ln) - ln - starts[row], ln)
+                out = memo[key] = matches.summary(cols)
+            return out
+
+        self._drawers[sig] = on_draw
+        return on_draw
+
+    def fn(self, name: str) -> Callable[[list[Any]], float]:
+        return _KeyStat(self, name)
+
+
+class _KeyStat:
+    """One COCO key of a :class:`_CocoStat`; ``for_items`` gives the bootstrap its per-draw fast path."""
+
+    def __init__(self, owner: _CocoStat, name: str):
+        self.owner, self.name = owner, name
+
+    def _value(self, metrics: Mapping[str, float]) -> float:
+        v = metrics.get(self.name, float("nan"))
+        return float("nan") if v is None or v < 0 else float(v)
+
+    def __call__(self, items: list[Any]) -> float:
+        return self._value(self.owner.metrics(items))
+
+    def for_items(self, items: list[Any]) -> Callable[[Any], float]:
+        on_draw = self.owner.drawer(items)
+        if on_draw is None:
+            return lambda row: self([items[j] for j in row])
+        return lambda row: self._value(on_draw(row))
 
 
 # --------------------------------------------------------------------------------------------
@@ -503,8 +604,10 @@ def _compare(baseline: Path, candidate: Path, gate_arg: Path | Gate | None, allo
             if family not in coco_stats:
                 iou_type = "bbox" if family == "box" else "keypoints"
                 backend = base.cfg("scoring", "backend", "faster")
-                coco_stats[family] = (_CocoStat(iou_type, backend), _coco_items(base, b_samples, family),
-                                      _coco_items(cand, c_samples, family))  # fmt: skip
+                st = _CocoStat(iou_type, backend)
+                coco_stats[family] = (st, _coco_items(base, b_samples, family), _coco_items(cand, c_samples, family))
+                st.register(coco_stats[family][1])
+                st.register(coco_stats[family][2])
             st, a_items, b_items = coco_stats[family]
             name = key.split("/", 1)[1]
             family_ids = [lid for lid in layout_ids if lid in a_items or lid in b_items]
@@ -515,7 +618,8 @@ def _compare(baseline: Path, candidate: Path, gate_arg: Path | Gate | None, allo
             row.candidate = fn(list(b.values()))
             row.diff, row.lo, row.hi = stats.paired_bootstrap_diff(a, b, fn, n_boot=n_boot_ap, alpha=1 - conf,
                                                                    seed=seed)  # fmt: skip
-            row.method = f"paired bootstrap over layouts ({n_boot_ap} draws), COCO eval recomputed per draw"
+            row.method = (f"paired bootstrap over layouts ({n_boot_ap} draws), COCO "
+                          + ("per-image matches re-accumulated per draw" if st.fast else "eval recomputed per draw"))
             for run, value, label in ((base, row.baseline, "baseline"), (cand, row.candidate, "candidate")):
                 stored = run.metric(key)
                 full = len(pairs) == len(run.samples)

@@ -11,6 +11,7 @@ KP_KEYS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl
 _FIRST = ("box/mIoU", "box/success")
 _QUALITY = ("fid", "kid", "clip/global", "clip/regional")
 _LOWER_IS_BETTER = ("fid", "kid")
+_LOWER_IS_BETTER_PREFIXES = ("box/tide/",)  # AP lost to one error type
 _COND_WIDE = ("depth_rmse", "normal_angle_mean", "normal_angle_median")  # 0-255 levels and degrees: 2 decimals
 
 
@@ -52,6 +53,8 @@ def higher_is_better(key: str) -> bool:
 
         return not lower_is_better(base_key(key))
     head = base_key(key).split("/")[0]
+    if base_key(key).startswith(_LOWER_IS_BETTER_PREFIXES):
+        return False
     return head not in _LOWER_IS_BETTER and not base_key(key).startswith(tuple(f"{k}_" for k in _LOWER_IS_BETTER))
 
 

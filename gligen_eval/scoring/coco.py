@@ -1,8 +1,10 @@
 """COCO / LVIS evaluation of detections (boxes and keypoints).
 
-Two interchangeable backends compute the same numbers:
+Three interchangeable backends compute the same numbers:
 
-* ``"pycocotools"`` -- the reference implementation;
+* ``"hotcoco"`` (default) -- hotcoco (Rust), over ten times faster than pycocotools inside this
+  scoring path, index building included; it also does LVIS-style evaluation;
+* ``"pycocotools"`` -- the reference implementation (no LVIS mode);
 * ``"faster"`` -- faster-coco-eval (C++), several times faster; it also does LVIS-style evaluation
   (``lvis_style=True``: negative / not-exhaustive categories, APr/APc/APf).
 
@@ -44,9 +46,12 @@ from gligen_eval.errors import ConfigError, InputError
 from gligen_eval.records import COCO_KEYPOINT_NAMES, Detection, Layout
 
 IouType = Literal["bbox", "keypoints"]
-Backend = Literal["pycocotools", "faster"]
+Backend = Literal["hotcoco", "pycocotools", "faster"]
 IOU_TYPES: tuple[str, ...] = ("bbox", "keypoints")
-BACKENDS: tuple[str, ...] = ("pycocotools", "faster")
+BACKENDS: tuple[str, ...] = ("hotcoco", "pycocotools", "faster")
+DEFAULT_BACKEND = "hotcoco"
+#: Backends with an LVIS mode.
+LVIS_BACKENDS: tuple[str, ...] = ("hotcoco", "faster")
 
 BBOX_KEYS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 KEYPOINT_KEYS: tuple[str, ...] = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
@@ -329,7 +334,7 @@ def _summary(E: Any, *, ap: bool, iou: float | None = None, area: str = "all", m
     mind = list(p.maxDets).index(p.maxDets[-1] if max_det is None else max_det)
     s = np.asarray(E.eval["precision"] if ap else E.eval["recall"])
     if iou is not None:
-        s = s[np.where(iou == p.iouThrs)[0]]
+        s = s[np.where(iou == np.asarray(p.iouThrs))[0]]
     if ap:
         s = s[:, :, :, aind, mind] if cat_idx is None else s[:, :, list(cat_idx), aind, mind]
     else:
@@ -402,7 +407,9 @@ def _bbox_results_dataset(gt: Mapping[str, Any], results: list[dict[str, Any]]) 
 def _backend_eval(gt: dict[str, Any], results: list[dict[str, Any]], *, iou_type: str, backend: str,
                   lvis_style: bool, max_dets: tuple[int, ...], kpt_sigmas: Sequence[float] | None, quiet: bool) -> Any:  # fmt: skip
     """Run the backend's evaluate + accumulate; ``results`` are private copies that get annotated."""
-    if backend == "faster":
+    if backend == "hotcoco":
+        E = _hotcoco_eval(gt, results, iou_type=iou_type, lvis_style=lvis_style, kpt_sigmas=kpt_sigmas)
+    elif backend == "faster":
         from faster_coco_eval import COCO, COCOeval_faster
 
         printer = (lambda *a, **k: None) if quiet else print
@@ -440,12 +447,29 @@ def _backend_eval(gt: dict[str, Any], results: list[dict[str, Any]], *, iou_type
     return E
 
 
+def _hotcoco_eval(gt: dict[str, Any], results: list[dict[str, Any]], *, iou_type: str, lvis_style: bool,
+                  kpt_sigmas: Sequence[float] | None) -> Any:  # fmt: skip
+    """A hotcoco ``COCOeval`` on our dicts (not yet evaluated); the caller sets ``maxDets``."""
+    import hotcoco
+
+    coco_gt = hotcoco.COCO(gt)
+    if iou_type == "bbox" or not results:
+        coco_dt = hotcoco.COCO(_bbox_results_dataset(gt, results) if iou_type == "bbox" else
+                               {"images": list(gt["images"]), "categories": list(gt["categories"]), "annotations": []})
+    else:
+        coco_dt = coco_gt.load_res(results)
+    E = hotcoco.COCOeval(coco_gt, coco_dt, iou_type, lvis_style=lvis_style)
+    if kpt_sigmas is not None:
+        E.params.kpt_oks_sigmas = [float(v) for v in kpt_sigmas]
+    return E
+
+
 def run_coco_eval(
     gt: Mapping[str, Any],
     results: Sequence[Mapping[str, Any]],
     *,
     iou_type: IouType = "bbox",
-    backend: Backend = "faster",
+    backend: Backend = DEFAULT_BACKEND,
     lvis_style: bool = False,
     max_dets: int | Sequence[int] | None = None,
     kpt_sigmas: Sequence[float] | None = None,
@@ -462,8 +486,9 @@ def run_coco_eval(
     _check_choice("backend", backend, BACKENDS)
     if lvis_style and iou_type != "bbox":
         raise ConfigError("LVIS-style evaluation is defined for boxes only (iou_type='bbox')")
-    if lvis_style and backend != "faster":
-        raise ConfigError("LVIS-style evaluation needs backend='faster' (pycocotools has no LVIS mode)")
+    if lvis_style and backend not in LVIS_BACKENDS:
+        raise ConfigError(f"LVIS-style evaluation needs backend {' or '.join(map(repr, LVIS_BACKENDS))} "
+                          "(pycocotools has no LVIS mode)")
     md = _resolve_max_dets(iou_type, lvis_style, max_dets)
     if kpt_sigmas is not None and len(kpt_sigmas) == 0:
         raise ConfigError("kpt_sigmas must not be empty")
@@ -491,7 +516,7 @@ def evaluate_coco(
     results: Sequence[Mapping[str, Any]],
     *,
     iou_type: IouType = "bbox",
-    backend: Backend = "faster",
+    backend: Backend = DEFAULT_BACKEND,
     lvis_style: bool = False,
     max_dets: int | Sequence[int] | None = None,
     kpt_sigmas: Sequence[float] | None = None,
@@ -507,7 +532,7 @@ def per_category_ap(
     results: Sequence[Mapping[str, Any]],
     *,
     iou_type: IouType = "bbox",
-    backend: Backend = "faster",
+    backend: Backend = DEFAULT_BACKEND,
     lvis_style: bool = False,
     max_dets: int | Sequence[int] | None = None,
     quiet: bool = True,
@@ -544,7 +569,7 @@ def score_detections_file(
     layouts_json: str | Path,
     detections_json: str | Path,
     iou_type: IouType = "bbox",
-    backend: Backend = "faster",
+    backend: Backend = DEFAULT_BACKEND,
     *,
     lvis_style: bool | None = None,
     max_dets: int | Sequence[int] | None = None,
@@ -553,7 +578,7 @@ def score_detections_file(
     """Score a COCO results file against a COCO/LVIS annotation file.
 
     ``lvis_style=None`` switches LVIS-style evaluation on for LVIS files (categories with
-    ``frequency``); LVIS evaluation needs ``backend="faster"``.
+    ``frequency``); LVIS evaluation needs an LVIS-capable backend (``hotcoco`` or ``faster``).
     """
     gt = load_json_file(layouts_json, "annotations")
     res = load_json_file(detections_json, "detections")
@@ -561,8 +586,9 @@ def score_detections_file(
         lvis = iou_type == "bbox" and is_lvis_gt(gt)
     else:
         lvis = bool(lvis_style)
-    if lvis and backend != "faster":
-        raise ConfigError(f"{layouts_json}: LVIS annotations are scored LVIS-style, which needs --backend faster")
+    if lvis and backend not in LVIS_BACKENDS:
+        raise ConfigError(f"{layouts_json}: LVIS annotations are scored LVIS-style, which needs --backend "
+                          f"{' or '.join(LVIS_BACKENDS)}")
     return run_coco_eval(gt, res, iou_type=iou_type, backend=backend, lvis_style=lvis, max_dets=max_dets,
                          quiet=quiet, gt_path=str(layouts_json), results_path=str(detections_json)).metrics  # fmt: skip
 

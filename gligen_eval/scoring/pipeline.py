@@ -18,6 +18,10 @@ What runs, each part only when configured (metric keys in brackets):
 * ``scoring.real_images`` -- the same detector and pose model on the layouts' real images
   (``Layout.image_path``, set by ``layouts.images_dir``) [``box/real/*``, ``kp/real/*``] and
   generated / real [``box/AP_ratio``, ``kp/AP_ratio``].
+* ``scoring.error_analysis`` -- TIDE-style ΔAP50 per box error type [``box/tide/cls``, ``box/tide/loc``,
+  ``box/tide/both``, ``box/tide/dupl``, ``box/tide/bkg``, ``box/tide/miss``] and the area under AP over
+  IoU thresholds 0.05..0.95 [``box/AP_iou_auc``] (:mod:`gligen_eval.scoring.errors`; per category and
+  the curve in ``breakdowns.json``).
 * ``clip`` -- CLIP scores [``clip/global``, ``clip/regional``, ``clip/image``], one row per image in
   ``clip.jsonl``.
 * ``fid`` -- FID and KID against the real images [``fid``, ``kid``, ``kid/std``].
@@ -27,8 +31,8 @@ What runs, each part only when configured (metric keys in brackets):
   and the same on the layouts' real images where they exist [``cond/real/<name>``].
 * ``scoring.bootstrap`` -- percentile intervals over layouts (seeded) [``<key>/lo``, ``<key>/hi``] for
   ``box/AP`` and ``kp/AP`` (``scoring.bootstrap_ap`` draws, see :mod:`gligen_eval.scoring.resample`;
-  computed with faster-coco-eval whatever ``scoring.backend``), ``box/mIoU``, ``box/success`` and
-  the CLIP scores and the ``cond/`` keys (``scoring.bootstrap`` draws).
+  per-image matches from hotcoco re-accumulated per draw, whatever ``scoring.backend``), ``box/mIoU``,
+  ``box/success``, the CLIP scores and the ``cond/`` keys (``scoring.bootstrap`` draws).
 
 Caching: detections are kept in ``detections.jsonl`` keyed by (sample key, detector fingerprint);
 real images get the key ``real-<hash of the file's bytes>`` (plus the phrases asked for, for
@@ -282,7 +286,7 @@ def evaluate_boxes(
     samples: Sequence[SampleRecord],
     detections: Mapping[str, Sequence[Detection]],
     *,
-    backend: str = "faster",
+    backend: str = "hotcoco",
     success_iou: float = 0.5,
     min_score: float = 0.0,
     phrase_labels: bool = False,
@@ -300,8 +304,8 @@ def evaluate_boxes(
         dets = list(detections[s.sample_key])
         pairs.append((s, lay, relabel_phrases(dets, lay) if phrase_labels else dets))
     lvis = lvis_meta is not None
-    if lvis and backend != "faster":
-        raise ConfigError("LVIS layouts are scored LVIS-style, which needs scoring.backend: faster")
+    if lvis and backend not in ("hotcoco", "faster"):
+        raise ConfigError("LVIS layouts are scored LVIS-style, which needs scoring.backend: hotcoco or faster")
     categories = lvis_categories([p[1] for p in pairs], lvis_meta) if lvis else None
     gt, results = coco.build_eval_inputs([(s.sample_key, lay, s.width, s.height, d) for s, lay, d in pairs],
                                          categories=categories)  # fmt: skip
@@ -352,7 +356,7 @@ def evaluate_keypoints(
     samples: Sequence[SampleRecord],
     detections: Mapping[str, Sequence[Detection]],
     *,
-    backend: str = "faster",
+    backend: str = "hotcoco",
 ) -> tuple[Any, dict, list]:
     """OKS AP (COCOeval keypoints) of pose detections against the layouts' persons with keypoints.
 
@@ -744,6 +748,12 @@ def score_run(
     breakdowns: dict[str, Any] = {"box/AP_per_category": ev.result.per_category,
                                   "box/instances_per_category": _per_category_instances(ev.records)}  # fmt: skip
     records = ev.records
+    if sc.error_analysis and not ev.lvis:
+        from gligen_eval.scoring.errors import error_metrics
+
+        err_metrics, err_breakdowns = error_metrics(ev.gt, ev.results, prefix="box")
+        metrics.update(err_metrics)
+        breakdowns.update(err_breakdowns)
     if n_boot_ap:
         metrics.update(_ci("box/AP", ap_interval(ev.gt, ev.results, ev.samples, lvis_style=ev.lvis, n_boot=n_boot_ap,
                                                  alpha=alpha, seed=sc.bootstrap_seed)))  # fmt: skip

@@ -18,6 +18,10 @@ A statistic is either a name or a callable:
 * a callable ``stat_fn(items) -> float``: ``items`` is the list of per-layout values of one draw,
   in draw order, duplicates included. For AP, the callable rebuilds the ground truth and the
   detections of the drawn layouts, giving each draw its own image id, and evaluates them.
+  A callable may also offer ``stat_fn.for_items(items) -> (draw -> float)``: given all layouts'
+  values once, a function of one draw's layout indices (an int array into ``items``, draw order).
+  The bootstrap then calls that per draw instead of building each draw's list, which is what
+  lets AP re-accumulate per-image matches without touching Python objects per layout.
 
 The intervals are percentile intervals (``alpha/2`` and ``1 - alpha/2`` quantiles of the bootstrap
 distribution, NumPy's default linear interpolation). Draws whose statistic is NaN (for example a
@@ -107,6 +111,15 @@ def _quantiles(stats: np.ndarray, alpha: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _on_draw(stat_fn: Callable[[list[Any]], float], items: list[Any]) -> Callable[[np.ndarray], float]:
+    """``draw indices -> statistic`` for a callable statistic (its ``for_items`` when it has one)."""
+    bind = getattr(stat_fn, "for_items", None)
+    if bind is not None:
+        fn = bind(items)
+        return lambda row: float(fn(row))
+    return lambda row: float(stat_fn([items[j] for j in row]))
+
+
 def point_estimate(values_by_layout: Mapping[str, Any] | Sequence[Any], stat_fn: StatFn = "mean") -> float:
     """The statistic on all layouts, once (the value the interval belongs to)."""
     _check_stat(stat_fn)
@@ -137,7 +150,8 @@ def bootstrap_distribution(
     if isinstance(stat_fn, str):
         sums, counts = _sums_counts(items, stat_fn, keys)
         return np.asarray(_named_stat(sums, counts, idx), dtype=np.float64)
-    return np.array([float(stat_fn([items[j] for j in row])) for row in idx], dtype=np.float64)
+    on_draw = _on_draw(stat_fn, items)
+    return np.array([on_draw(row) for row in idx], dtype=np.float64)
 
 
 def bootstrap_ci(
@@ -215,10 +229,8 @@ def paired_bootstrap_diff(
         boots = np.asarray(_named_stat(sb, cb, idx), dtype=np.float64) - np.asarray(_named_stat(sa, ca, idx), dtype=np.float64)
     else:
         diff = float(stat_fn(b_items)) - float(stat_fn(a_items))
-        boots = np.array(
-            [float(stat_fn([b_items[j] for j in row])) - float(stat_fn([a_items[j] for j in row])) for row in idx],
-            dtype=np.float64,
-        )
+        on_a, on_b = _on_draw(stat_fn, a_items), _on_draw(stat_fn, b_items)
+        boots = np.array([on_b(row) - on_a(row) for row in idx], dtype=np.float64)
     lo, hi = _quantiles(boots, alpha)
     return diff, lo, hi
 
