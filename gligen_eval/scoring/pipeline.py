@@ -787,6 +787,12 @@ def score_run(
         metrics.update({k: fid_metrics[k] for k in FID_KEYS if k in fid_metrics})
         breakdowns["fid"] = {k: v for k, v in fid_metrics.items() if k not in FID_KEYS}
 
+    from gligen_eval.scoring import quality_modern
+
+    if quality_modern.enabled(cfg.quality):  # fd_dinov2, cmmd, prdc/*, pref/pickscore
+        quality_metrics, scorers["quality"] = quality_modern.score_quality(rd, cfg, layouts, samples, device=device)
+        metrics.update(quality_metrics)
+
     psnr = [s.extra["outside_psnr"] for s in samples if s.extra.get("outside_psnr") is not None]
     if psnr:  # inpainting: how well the region outside the boxes kept the input image
         finite = [v for v in psnr if math.isfinite(v)]
@@ -863,6 +869,12 @@ def preflight(cfg: RunConfig, *, device: str, layouts: Sequence[Layout] | None =
         build_clip_scorer(cfg.clip, device=device)
     if cfg.fid.enabled:
         build_fid_scorer(cfg.fid, device=device)
+    from gligen_eval.scoring import quality_modern
+
+    if quality_modern.enabled(cfg.quality):
+        if layouts is not None and (cfg.quality.fd_dinov2.enabled or cfg.quality.cmmd.enabled or cfg.quality.prdc.enabled):
+            fid_reference_images(cfg.fid, layouts)
+        quality_modern.check_models(cfg.quality, device=device)
     from gligen_eval.scoring import consistency as cs
 
     if cs.is_spatial(cfg.model.modality):  # a spatial modality named in the config: its extractor for the cond/ keys
@@ -874,5 +886,9 @@ def uses_random_scoring_weights(cfg: RunConfig) -> bool:
     """Whether any scoring model of ``cfg`` has random weights (a ``.yaml`` detector, ``tiny`` CLIP/OWLv2/FID features)."""
     dets = [cfg.detector, *cfg.extra_detectors, *([cfg.pose] if cfg.pose is not None else [])]
     if any(d.weights.endswith((".yaml", ".yml")) or (d.kind == "owlv2" and d.weights == "tiny") for d in dets):
+        return True
+    from gligen_eval.scoring.quality_modern import uses_random_weights
+
+    if uses_random_weights(cfg.quality):
         return True
     return (cfg.clip.enabled and cfg.clip.model == "tiny") or (cfg.fid.enabled and cfg.fid.feature == "tiny")
