@@ -239,7 +239,11 @@ def test_smoke_quality_run_writes_every_key_and_reports_them(tmp_path):
     assert set(KEYS) <= set(mi.metric_keys(m))
 
     # re-scoring reads no image again for the feature metrics: the run's feature cache holds them
+    import shutil
+
     from gligen_eval.scoring import quality_modern as qm
+
+    shutil.copytree(rd.root, tmp_path / "baseline")
 
     seen = []
     orig = qm.ImageFeatures.features
@@ -250,3 +254,19 @@ def test_smoke_quality_run_writes_every_key_and_reports_them(tmp_path):
         qm.ImageFeatures.features = orig
     assert seen == []
     assert all(m2[k] == m[k] for k in KEYS if k != "cmmd") and m2["cmmd"] != m["cmmd"]
+
+    # report and compare show every key, with its direction
+    from gligen_eval.reporting.compare import compare_runs
+    from gligen_eval.reporting.rundata import RunData
+    from gligen_eval.reporting.tables import write_leaderboard
+
+    board = json.loads(write_leaderboard([RunData(rd.root)], tmp_path / "report")["leaderboard.json"].read_text())
+    assert all(k in json.dumps(board) for k in KEYS)
+    md = (tmp_path / "report" / "leaderboard.md").read_text()
+    assert all(k in md for k in KEYS)
+    res = compare_runs(tmp_path / "baseline", rd.root)
+    assert res.exit_code in (0, 1), res.message
+    rows = {r.key: r for r in res.rows}
+    assert [k for k in KEYS if k not in rows] == []
+    assert rows["cmmd"].diff == pytest.approx(m2["cmmd"] - m["cmmd"]) and rows["fd_dinov2"].diff == 0
+    assert all(k in res.markdown for k in KEYS)
