@@ -187,12 +187,35 @@ def test_missing_weights_fail_fast_with_one_line(build, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
     name = "someone/not-here-model"
     args = (name, None) if build == "build_pickscore" else (name,)
+    from transformers import CLIPModel, Dinov2Model  # noqa: F401  (the import is not the look-up being timed)
+
     t0 = time.perf_counter()
     with pytest.raises(MissingWeightsError) as e:
         getattr(qm, build)(*args, device="cpu")
     assert time.perf_counter() - t0 < 10
     msg = str(e.value)
     assert "\n" not in msg and name in msg and "hf download" in msg
+
+
+def test_weights_from_local_folders_load_through_the_real_path(tmp_path):
+    """The loading code of real weights (``from_pretrained`` from a folder, no network) on saved tiny models."""
+    from gligen_eval.scoring import quality_modern as qm
+    from gligen_eval.scoring.clip import tiny_clip
+
+    qm.tiny_dinov2(0).save_pretrained(tmp_path / "dino")
+    model, processor = tiny_clip(0)
+    model.save_pretrained(tmp_path / "clip")
+    processor.image_processor.save_pretrained(tmp_path / "clip")
+    processor.save_pretrained(tmp_path / "processor")
+    paths = _images(tmp_path / "real", 3, 1)
+    for build, folder in ((qm.dinov2_features, "dino"), (qm.clip_image_features, "clip")):
+        loaded = build(str(tmp_path / folder), resize="resize-bicubic-32", device="cpu")
+        assert folder in loaded.name and loaded.resize.name == "resize-bicubic-32 (PIL)"
+        np.testing.assert_allclose(loaded.features(paths), build("tiny", device="cpu").features(paths), rtol=1e-5, atol=1e-6)
+    assert qm.dinov2_features(str(tmp_path / "dino"), device="cpu").resize.name == "resize-bicubic-224 (PIL)"
+    picked = qm.build_pickscore(str(tmp_path / "clip"), str(tmp_path / "processor"), device="cpu")
+    tiny = qm.build_pickscore("tiny", None, device="cpu")
+    assert qm.pickscores(picked, paths, ["a", "b", "c"]) == pytest.approx(qm.pickscores(tiny, paths, ["a", "b", "c"]), rel=1e-5)
 
 
 def test_pickscore_is_logit_scale_times_cosine():

@@ -21,6 +21,9 @@ What runs, each part only when configured (metric keys in brackets):
 * ``clip`` -- CLIP scores [``clip/global``, ``clip/regional``, ``clip/image``], one row per image in
   ``clip.jsonl``.
 * ``fid`` -- FID and KID against the real images [``fid``, ``kid``, ``kid/std``].
+* ``quality`` -- image quality beyond FID against the same real images
+  (:mod:`gligen_eval.scoring.quality_modern`) [``fd_dinov2``, ``cmmd``, ``prdc/precision``,
+  ``prdc/recall``, ``prdc/density``, ``prdc/coverage``, ``pref/pickscore``].
 * spatial modalities (the manifest's resolved ``modality``: hed, canny, depth, normal, sem) -- the
   condition re-extracted from each image against the layout's input condition, one row per image
   in ``cond.jsonl`` (:mod:`gligen_eval.scoring.consistency`) [``cond/<name>``, e.g. ``cond/canny_f1``],
