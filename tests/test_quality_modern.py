@@ -268,14 +268,17 @@ def test_smoke_quality_run_writes_every_key_and_reports_them(tmp_path):
 
     shutil.copytree(rd.root, tmp_path / "baseline")
 
+    rows = rd.rows(qm.PICKSCORE_ROWS)
+    assert len(rows) == m["n_samples"] and m["pref/pickscore"] == pytest.approx(np.mean([r["pickscore"] for r in rows]))
     seen = []
-    orig = qm.ImageFeatures.features
+    orig, orig_pick = qm.ImageFeatures.features, qm.pickscores
     qm.ImageFeatures.features = lambda self, images: seen.append(len(images)) or orig(self, images)
+    qm.pickscores = lambda *a: seen.append("pickscore") or orig_pick(*a)
     try:
         m2 = store.RunDir(runner.run(load_config(SMOKE, [*sets, "quality.cmmd.sigma=5"]), progress=False)).metrics()
     finally:
-        qm.ImageFeatures.features = orig
-    assert seen == []
+        qm.ImageFeatures.features, qm.pickscores = orig, orig_pick
+    assert seen == [] and len(rd.rows(qm.PICKSCORE_ROWS)) == len(rows)
     assert all(m2[k] == m[k] for k in KEYS if k != "cmmd") and m2["cmmd"] != m["cmmd"]
 
     # report and compare show every key, with its direction

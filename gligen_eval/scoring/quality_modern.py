@@ -19,7 +19,8 @@ The real side is FID's: ``fid.reference`` or the layouts' real images. Reference
 cached under ``quality.cache_dir`` (default FID's cache folder) as ``feat-ref-<key>.npz``, the key
 covering the image list (paths, sizes, modification times, as FID's), the resize policy and the
 network's fingerprint; features of the generated images are kept in ``RUN/features/<fingerprint>.npz``
-by sample key, so re-scoring computes only new images. The math lives in
+by sample key, and PickScore rows in ``RUN/pickscore.jsonl`` (one per image), so re-scoring computes
+only new images. The math lives in
 :mod:`gligen_eval.scoring.distances`.
 
 Weights load from a local folder or the local Hugging Face cache only (a
@@ -281,6 +282,30 @@ def pickscores(scorer: Any, images: Sequence[Any], prompts: Sequence[str]) -> li
     return out
 
 
+PICKSCORE_ROWS = "pickscore.jsonl"
+
+
+def pickscore_rows(rd: store.RunDir, scorer: Any, layouts: Sequence[Layout], samples: Sequence[SampleRecord]) -> list[float]:
+    """PickScore of each sample (``samples`` order); ``RUN/pickscore.jsonl`` holds one row per image
+    (sample key, layout, prompt, score, scorer fingerprint) and rows already there are reused."""
+    by_id = {lay.layout_id: lay for lay in layouts}
+    fp = scorer.fingerprint()
+    path = rd.path(PICKSCORE_ROWS)
+    have: dict[tuple[str, str], float] = {}
+    if path.is_file():
+        for row in store.iter_jsonl(path):
+            if row.get("scorer") == fp and isinstance(row.get("pickscore"), (int, float)):
+                have[(str(row.get("sample_key")), str(row.get("prompt")))] = float(row["pickscore"])
+    prompts = [pickscore_prompt(by_id[s.layout_id]) for s in samples]
+    todo = [(s, p) for s, p in zip(samples, prompts) if (s.sample_key, p) not in have]
+    if todo:
+        new = pickscores(scorer, [rd.root / s.image for s, _ in todo], [p for _, p in todo])
+        store.append_jsonl(path, [{"sample_key": s.sample_key, "layout_id": s.layout_id, "prompt": p, "pickscore": v,
+                                   "scorer": fp} for (s, p), v in zip(todo, new)])  # fmt: skip
+        have.update({(s.sample_key, p): v for (s, p), v in zip(todo, new)})
+    return [have[(s.sample_key, p)] for s, p in zip(samples, prompts)]
+
+
 # --------------------------------------------------------------------------------------------
 # the scoring pass
 
@@ -359,8 +384,7 @@ def score_quality(rd: store.RunDir, cfg: "RunConfig", layouts: Sequence[Layout],
     if q.pickscore.enabled:
         p = q.pickscore
         scorer = build_pickscore(p.model, p.processor, batch_size=p.batch_size, dtype=p.dtype, device=device, seed=q.seed)
-        by_id = {lay.layout_id: lay for lay in layouts}
-        scores = pickscores(scorer, [rd.root / s.image for s in samples], [pickscore_prompt(by_id[s.layout_id]) for s in samples])
+        scores = pickscore_rows(rd, scorer, layouts, samples)
         metrics["pref/pickscore"] = float(np.mean(scores))
         info["pickscore"] = {"name": scorer.name, "fingerprint": scorer.fingerprint(), "processor": p.processor}
         del scorer
