@@ -491,14 +491,14 @@ def _validate_scoring(cfg: RunConfig) -> None:
 
 
 def _validate_quality(q: QualityConfig) -> None:
-    from gligen_eval.scoring.quality import ResizePolicy
-
     for name in ("fd_dinov2", "cmmd", "prdc", "pickscore"):
         section = getattr(q, name)
         if section.batch_size < 1:
             raise ConfigError(f"config key 'quality.{name}.batch_size' must be >= 1, got {section.batch_size}")
         resize = getattr(section, "resize", None)
         if section.enabled and resize is not None:
+            from gligen_eval.scoring.quality import ResizePolicy
+
             try:
                 ResizePolicy.parse(resize)
             except ConfigError as e:

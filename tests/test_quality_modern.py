@@ -234,6 +234,22 @@ def test_pickscore_is_logit_scale_times_cosine():
     assert got != pytest.approx(qm.pickscores(scorer, images, prompts[::-1]), rel=1e-6)
 
 
+def test_quality_config_is_off_by_default_and_bad_values_name_their_key():
+    from gligen_eval.config import RunConfig, config_from_dict
+    from gligen_eval.errors import ConfigError
+    from gligen_eval.scoring import quality_modern as qm
+
+    assert not qm.enabled(RunConfig().quality)
+    cfg = config_from_dict({"quality": {"prdc": {"enabled": True, "features": "clip"}, "cmmd": {"model": "tiny"}}})
+    assert qm.enabled(cfg.quality) and qm.uses_random_weights(cfg.quality)
+    for bad, key in ((["quality.prdc.k=0"], "quality.prdc.k"), (["quality.cmmd.sigma=0"], "quality.cmmd.sigma"),
+                     (["quality.fd_dinov2.batch_size=0"], "quality.fd_dinov2.batch_size"),
+                     (["quality.cmmd.enabled=true", "quality.cmmd.resize=squash-299"], "quality.cmmd.resize"),
+                     (["quality.prdc.features=vgg"], "quality.prdc.features"), (["quality.fd=1"], "quality.fd")):  # fmt: skip
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            config_from_dict({}, bad)
+
+
 # --------------------------------------------------------------------------------------------
 # through a real run
 
