@@ -250,6 +250,19 @@ def test_quality_config_is_off_by_default_and_bad_values_name_their_key():
             config_from_dict({}, bad)
 
 
+def test_too_few_images_for_prdc_fail_before_generation(tmp_path):
+    from gligen_eval import runner
+    from gligen_eval.config import load_config
+    from gligen_eval.errors import InputError
+
+    real = tmp_path / "real"
+    _images(real, 7, 9)
+    cfg = load_config(SMOKE, [f"out={tmp_path / 'run'}", f"fid.reference={real}", "layouts.limit=5"])
+    with pytest.raises(InputError, match=r"quality\.prdc\.k=5.*got 7 and 5"):
+        runner.run(cfg, progress=False)
+    assert not list((tmp_path / "run").rglob("*.png"))
+
+
 # --------------------------------------------------------------------------------------------
 # through a real run
 

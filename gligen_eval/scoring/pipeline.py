@@ -875,8 +875,10 @@ def preflight(cfg: RunConfig, *, device: str, layouts: Sequence[Layout] | None =
     from gligen_eval.scoring import quality_modern
 
     if quality_modern.enabled(cfg.quality):
-        if layouts is not None and (cfg.quality.fd_dinov2.enabled or cfg.quality.cmmd.enabled or cfg.quality.prdc.enabled):
-            fid_reference_images(cfg.fid, layouts)
+        q = cfg.quality
+        if layouts is not None and (q.fd_dinov2.enabled or q.cmmd.enabled or q.prdc.enabled):
+            n_real = len(fid_reference_images(cfg.fid, layouts)[0])
+            quality_modern.check_counts(q, n_real, len(layouts) * cfg.sampler.seeds_per_layout)
         quality_modern.check_models(cfg.quality, device=device)
     from gligen_eval.scoring import consistency as cs
 

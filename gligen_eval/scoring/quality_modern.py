@@ -213,7 +213,8 @@ def reference_features(net: ImageFeatures, images: Sequence[Path], cache_dir: Pa
             return cached["features"].astype(np.float64), key
     feats = net.features(images)
     if path is not None:
-        meta = json.dumps({"name": net.name, "fingerprint": net.fingerprint, "resize": net.resize.name, "n": len(images)})
+        meta = json.dumps({"name": net.name, "fingerprint": net.fingerprint, "resize": net.resize.name,
+                           "n": len(images)})  # fmt: skip
         _save_npz(path, features=feats.astype(np.float32), key=np.asarray(key), meta=np.asarray(meta))
     return feats.astype(np.float32).astype(np.float64), key
 
@@ -285,7 +286,8 @@ def pickscores(scorer: Any, images: Sequence[Any], prompts: Sequence[str]) -> li
 PICKSCORE_ROWS = "pickscore.jsonl"
 
 
-def pickscore_rows(rd: store.RunDir, scorer: Any, layouts: Sequence[Layout], samples: Sequence[SampleRecord]) -> list[float]:
+def pickscore_rows(rd: store.RunDir, scorer: Any, layouts: Sequence[Layout],
+                   samples: Sequence[SampleRecord]) -> list[float]:  # fmt: skip
     """PickScore of each sample (``samples`` order); ``RUN/pickscore.jsonl`` holds one row per image
     (sample key, layout, prompt, score, scorer fingerprint) and rows already there are reused."""
     by_id = {lay.layout_id: lay for lay in layouts}
@@ -341,6 +343,13 @@ def check_models(q: "QualityConfig", *, device: str) -> None:
         build_pickscore(p.model, p.processor, batch_size=p.batch_size, dtype=p.dtype, device=device, seed=q.seed)
 
 
+def check_counts(q: "QualityConfig", n_real: int, n_generated: int) -> None:
+    """Enough images for the enabled metrics (PRDC's k-NN balls need more than k on each side)."""
+    if q.prdc.enabled and min(n_real, n_generated) <= q.prdc.k:
+        raise InputError(f"precision/recall/density/coverage with quality.prdc.k={q.prdc.k} need more than {q.prdc.k} "
+                         f"real and generated images, got {n_real} and {n_generated}")  # fmt: skip
+
+
 def uses_random_weights(q: "QualityConfig") -> bool:
     specs = _feature_specs(q).values()
     return any(model == "tiny" for _, model, _, _ in specs) or (q.pickscore.enabled and q.pickscore.model == "tiny")
@@ -376,14 +385,13 @@ def score_quality(rd: store.RunDir, cfg: "RunConfig", layouts: Sequence[Layout],
                 metrics["cmmd"] = distances.cmmd(real, gen, sigma=q.cmmd.sigma, unbiased=q.cmmd.unbiased)
                 info[metric].update(sigma=q.cmmd.sigma, unbiased=q.cmmd.unbiased, scale=1000.0)
             else:
-                if min(len(real), len(gen)) <= q.prdc.k:
-                    raise InputError(f"precision/recall/density/coverage with k={q.prdc.k} need more than {q.prdc.k} "
-                                     f"real and generated images, got {len(real)} and {len(gen)}")  # fmt: skip
+                check_counts(q, len(real), len(gen))
                 metrics.update({f"prdc/{k}": v for k, v in distances.prdc(real, gen, q.prdc.k).items()})
                 info[metric]["k"] = q.prdc.k
     if q.pickscore.enabled:
         p = q.pickscore
-        scorer = build_pickscore(p.model, p.processor, batch_size=p.batch_size, dtype=p.dtype, device=device, seed=q.seed)
+        scorer = build_pickscore(p.model, p.processor, batch_size=p.batch_size, dtype=p.dtype, device=device,
+                                 seed=q.seed)  # fmt: skip
         scores = pickscore_rows(rd, scorer, layouts, samples)
         metrics["pref/pickscore"] = float(np.mean(scores))
         info["pickscore"] = {"name": scorer.name, "fingerprint": scorer.fingerprint(), "processor": p.processor}
