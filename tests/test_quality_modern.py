@@ -142,6 +142,7 @@ def _images(folder: Path, n: int, seed: int, size=(48, 40)) -> list[Path]:
     return paths
 
 
+@pytest.mark.slow
 def test_tiny_feature_nets_are_seeded_and_the_reference_is_cached(tmp_path, monkeypatch):
     from gligen_eval.scoring import quality_modern as qm
 

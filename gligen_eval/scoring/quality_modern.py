@@ -368,17 +368,19 @@ def score_quality(rd: store.RunDir, cfg: "RunConfig", layouts: Sequence[Layout],
     if specs:
         paths, where = fid_reference_images(cfg.fid, layouts)
         cache = Path(q.cache_dir).expanduser() if q.cache_dir else fid_cache_dir(cfg.fid)
-        feats: dict[tuple, tuple[np.ndarray, np.ndarray, ImageFeatures, str]] = {}
+        feats: dict[tuple, tuple[np.ndarray, np.ndarray, dict[str, Any]]] = {}  # one pass per network and resize
         for metric, spec in specs.items():
-            if spec[:2] + (spec[3],) not in feats:
+            family, model, _, resize = spec
+            if (family, model, resize) not in feats:
                 net = _build(*spec, device=device, seed=q.seed)
                 real, key = reference_features(net, paths, cache)
-                feats[spec[:2] + (spec[3],)] = (real, generated_features(rd, net, samples), net, key)
-                del net
+                about = {"name": net.name, "fingerprint": net.fingerprint, "resize": net.resize.name,
+                         "reference": {"source": where, "images": len(paths), "key": key, "cache_dir": str(cache)}}  # fmt: skip
+                feats[(family, model, resize)] = (real, generated_features(rd, net, samples), about)
+                del net  # the model goes before the next one is built
                 _release(device)
-            real, gen, net, key = feats[spec[:2] + (spec[3],)]
-            info[metric] = {"name": net.name, "fingerprint": net.fingerprint, "resize": net.resize.name,
-                            "reference": {"source": where, "images": len(paths), "key": key, "cache_dir": str(cache)}}  # fmt: skip
+            real, gen, about = feats[(family, model, resize)]
+            info[metric] = dict(about)
             if metric == "fd_dinov2":
                 metrics["fd_dinov2"] = distances.feature_frechet_distance(real, gen)
             elif metric == "cmmd":
