@@ -285,7 +285,9 @@ def test_smoke_quality_run_writes_every_key_and_reports_them(tmp_path):
     assert all(isinstance(m[k], float) and math.isfinite(m[k]) for k in KEYS)
     assert m["fd_dinov2"] > 0 and 0 <= m["prdc/precision"] <= 1 and 0 <= m["prdc/coverage"] <= 1
     manifest = json.loads(rd.path("manifest.json").read_text())
-    assert "quality" in json.dumps(manifest)
+    described = manifest["models"]["quality"]
+    assert set(described) == {"fd_dinov2", "cmmd", "prdc", "pickscore"} and all(d["fingerprint"] for d in described.values())
+    assert described["prdc"]["fingerprint"] == described["fd_dinov2"]["fingerprint"] and manifest["random_weights"]
     assert len(list((tmp_path / "cache").glob("feat-ref-*.npz"))) == 2  # DINOv2 (shared by FD and PRDC) and CLIP
     assert not mi.higher_is_better("fd_dinov2") and not mi.higher_is_better("cmmd")
     assert all(mi.higher_is_better(k) for k in KEYS[2:])
