@@ -221,6 +221,65 @@ class ClipConfig:
 
 
 @dataclass
+class FdDinov2Config:
+    enabled: bool = False
+    model: str = "facebook/dinov2-large"
+    """DINOv2 ViT-L/14 (Stein et al. 2023): ``tiny`` (random, built in code), a local folder, or a hub id in the local HF cache."""
+    batch_size: int = 32
+    resize: str | None = None
+    """Resize policy (``scoring.quality.ResizePolicy``); default ``resize-bicubic-224`` (``tiny``: 32)."""
+
+
+@dataclass
+class CmmdConfig:
+    enabled: bool = False
+    model: str = "openai/clip-vit-large-patch14-336"
+    """CLIP ViT-L/14 at 336 px (Jayasumana et al. 2024): ``tiny``, a local folder, or a hub id in the local HF cache."""
+    batch_size: int = 32
+    resize: str | None = None
+    """Resize policy; default ``resize-bicubic-<the processor's crop size>``."""
+    sigma: float = 10.0
+    unbiased: bool = True
+    """The unbiased MMD estimator; ``false`` keeps the i == j terms as the authors' reference code does."""
+
+
+@dataclass
+class PrdcConfig:
+    enabled: bool = False
+    features: Literal["dinov2", "clip"] = "dinov2"
+    """Which features the k-NN balls live in (shared with ``fd_dinov2`` / ``cmmd`` when the model is the same)."""
+    model: str | None = None
+    """Default: ``quality.fd_dinov2.model`` (``features: dinov2``) or ``quality.cmmd.model`` (``clip``)."""
+    batch_size: int = 32
+    k: int = 5
+
+
+@dataclass
+class PickScoreConfig:
+    enabled: bool = False
+    model: str = "yuvalkirstain/PickScore_v1"
+    """A CLIP model (``tiny``, a local folder, or a hub id in the local HF cache)."""
+    processor: str | None = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+    """Where the processor (tokenizer + image processor) comes from; ``null``: from ``model``."""
+    batch_size: int = 16
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+
+
+@dataclass
+class QualityConfig:
+    """Image-quality metrics beyond FID; their real images are FID's (``fid.reference`` or the layouts' images)."""
+
+    fd_dinov2: FdDinov2Config = field(default_factory=FdDinov2Config)
+    cmmd: CmmdConfig = field(default_factory=CmmdConfig)
+    prdc: PrdcConfig = field(default_factory=PrdcConfig)
+    pickscore: PickScoreConfig = field(default_factory=PickScoreConfig)
+    cache_dir: str | None = None
+    """Where reference features are cached; default FID's cache folder."""
+    seed: int = 0
+    """Seed of the ``tiny`` models."""
+
+
+@dataclass
 class SweepConfig:
     tau: list[float] = field(default_factory=list)
     """Scheduled-sampling sweep: one sub-run per τ over the same layouts and seeds (empty: no sweep).
@@ -245,6 +304,8 @@ class RunConfig:
     """More detectors scored side by side (``box@<name>/*``) with their agreement with ``detector``."""
     fid: FidConfig = field(default_factory=FidConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    """FD-DINOv2, CMMD, precision/recall/density/coverage, PickScore (all off by default)."""
     sweep: SweepConfig = field(default_factory=SweepConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -443,7 +504,7 @@ def validate(cfg: RunConfig) -> None:
 
 
 #: Sections that only change how images are scored, never which images are generated.
-SCORING_SECTIONS: tuple[str, ...] = ("detector", "scoring", "pose", "extra_detectors", "fid", "clip")
+SCORING_SECTIONS: tuple[str, ...] = ("detector", "scoring", "pose", "extra_detectors", "fid", "clip", "quality")
 
 
 def _validate_scoring(cfg: RunConfig) -> None:
@@ -482,3 +543,23 @@ def _validate_scoring(cfg: RunConfig) -> None:
         raise ConfigError(f"config keys 'clip.weight' must be > 0 and 'clip.batch_size' >= 1, got {c.weight}, {c.batch_size}")
     if not c.model.strip():
         raise ConfigError("config key 'clip.model' must name a model ('tiny', a local folder or a hub id)")
+    _validate_quality(cfg.quality)
+
+
+def _validate_quality(q: QualityConfig) -> None:
+    for name in ("fd_dinov2", "cmmd", "prdc", "pickscore"):
+        section = getattr(q, name)
+        if section.batch_size < 1:
+            raise ConfigError(f"config key 'quality.{name}.batch_size' must be >= 1, got {section.batch_size}")
+        resize = getattr(section, "resize", None)
+        if section.enabled and resize is not None:
+            from gligen_eval.scoring.quality import ResizePolicy
+
+            try:
+                ResizePolicy.parse(resize)
+            except ConfigError as e:
+                raise ConfigError(f"config key 'quality.{name}.resize': {e}") from None
+    if q.prdc.k < 1:
+        raise ConfigError(f"config key 'quality.prdc.k' must be >= 1, got {q.prdc.k}")
+    if not q.cmmd.sigma > 0:
+        raise ConfigError(f"config key 'quality.cmmd.sigma' must be > 0, got {q.cmmd.sigma}")

@@ -9,8 +9,9 @@ BOX_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "
             "APr", "APc", "APf")  # fmt: skip
 KP_KEYS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 _FIRST = ("box/mIoU", "box/success")
-_QUALITY = ("fid", "kid", "clip/global", "clip/regional")
-_LOWER_IS_BETTER = ("fid", "kid")
+_QUALITY = ("fid", "kid", "fd_dinov2", "cmmd", "prdc/precision", "prdc/recall", "prdc/density", "prdc/coverage",
+            "pref/pickscore", "clip/global", "clip/regional")  # fmt: skip
+_LOWER_IS_BETTER = ("fid", "kid", "fd_dinov2", "cmmd")
 _LOWER_IS_BETTER_PREFIXES = ("box/tide/",)  # AP lost to one error type
 _COND_WIDE = ("depth_rmse", "normal_angle_mean", "normal_angle_median")  # 0-255 levels and degrees: 2 decimals
 
@@ -46,7 +47,7 @@ def is_coco_key(key: str) -> bool:
 
 
 def higher_is_better(key: str) -> bool:
-    """``False`` for distances (FID, KID and their variants) and condition errors (``cond/depth_rmse``,
+    """``False`` for distances (FID, KID, FD-DINOv2, CMMD and their variants) and condition errors (``cond/depth_rmse``,
     ``cond/depth_absrel``, ``cond/normal_angle_mean``, ``cond/normal_angle_median``), ``True`` for scores."""
     if _cond_name(key) is not None:
         from gligen_eval.scoring.condition import lower_is_better
@@ -96,7 +97,7 @@ def decimals(key: str) -> int:
     k = base_key(key)
     if _cond_name(k) in _COND_WIDE:
         return 2
-    if k.split("/")[0] == "fid":
+    if k.split("/")[0] in ("fid", "fd_dinov2", "pref"):
         return 2
     return 4 if k.split("/")[0] == "kid" else 3
 

@@ -25,6 +25,9 @@ What runs, each part only when configured (metric keys in brackets):
 * ``clip`` -- CLIP scores [``clip/global``, ``clip/regional``, ``clip/image``], one row per image in
   ``clip.jsonl``.
 * ``fid`` -- FID and KID against the real images [``fid``, ``kid``, ``kid/std``].
+* ``quality`` -- image quality beyond FID against the same real images
+  (:mod:`gligen_eval.scoring.quality_modern`) [``fd_dinov2``, ``cmmd``, ``prdc/precision``,
+  ``prdc/recall``, ``prdc/density``, ``prdc/coverage``, ``pref/pickscore``].
 * spatial modalities (the manifest's resolved ``modality``: hed, canny, depth, normal, sem) -- the
   condition re-extracted from each image against the layout's input condition, one row per image
   in ``cond.jsonl`` (:mod:`gligen_eval.scoring.consistency`) [``cond/<name>``, e.g. ``cond/canny_f1``],
@@ -797,6 +800,12 @@ def score_run(
         metrics.update({k: fid_metrics[k] for k in FID_KEYS if k in fid_metrics})
         breakdowns["fid"] = {k: v for k, v in fid_metrics.items() if k not in FID_KEYS}
 
+    from gligen_eval.scoring import quality_modern
+
+    if quality_modern.enabled(cfg.quality):  # fd_dinov2, cmmd, prdc/*, pref/pickscore
+        quality_metrics, scorers["quality"] = quality_modern.score_quality(rd, cfg, layouts, samples, device=device)
+        metrics.update(quality_metrics)
+
     psnr = [s.extra["outside_psnr"] for s in samples if s.extra.get("outside_psnr") is not None]
     if psnr:  # inpainting: how well the region outside the boxes kept the input image
         finite = [v for v in psnr if math.isfinite(v)]
@@ -873,6 +882,14 @@ def preflight(cfg: RunConfig, *, device: str, layouts: Sequence[Layout] | None =
         build_clip_scorer(cfg.clip, device=device)
     if cfg.fid.enabled:
         build_fid_scorer(cfg.fid, device=device)
+    from gligen_eval.scoring import quality_modern
+
+    if quality_modern.enabled(cfg.quality):
+        q = cfg.quality
+        if layouts is not None and (q.fd_dinov2.enabled or q.cmmd.enabled or q.prdc.enabled):
+            n_real = len(fid_reference_images(cfg.fid, layouts)[0])
+            quality_modern.check_counts(q, n_real, len(layouts) * cfg.sampler.seeds_per_layout)
+        quality_modern.check_models(cfg.quality, device=device)
     from gligen_eval.scoring import consistency as cs
 
     if cs.is_spatial(cfg.model.modality):  # a spatial modality named in the config: its extractor for the cond/ keys
@@ -884,5 +901,9 @@ def uses_random_scoring_weights(cfg: RunConfig) -> bool:
     """Whether any scoring model of ``cfg`` has random weights (a ``.yaml`` detector, ``tiny`` CLIP/OWLv2/FID features)."""
     dets = [cfg.detector, *cfg.extra_detectors, *([cfg.pose] if cfg.pose is not None else [])]
     if any(d.weights.endswith((".yaml", ".yml")) or (d.kind == "owlv2" and d.weights == "tiny") for d in dets):
+        return True
+    from gligen_eval.scoring.quality_modern import uses_random_weights
+
+    if uses_random_weights(cfg.quality):
         return True
     return (cfg.clip.enabled and cfg.clip.model == "tiny") or (cfg.fid.enabled and cfg.fid.feature == "tiny")
