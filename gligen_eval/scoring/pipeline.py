@@ -424,11 +424,18 @@ def _columns_by_layout(samples: Sequence[SampleRecord]) -> dict[str, list[int]]:
 def ap_interval(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]], samples: Sequence[SampleRecord], *,
                 iou_type: str = "bbox", lvis_style: bool = False, n_boot: int, alpha: float,
                 seed: int) -> tuple[float, float]:  # fmt: skip
-    """Bootstrap interval of AP over layouts; image ``i`` of ``gt`` is ``samples[i]``."""
+    """Bootstrap interval of AP over layouts; the images of ``gt`` (as :func:`coco.build_eval_inputs`
+    orders them: by sample key) carry their ``layout_id``."""
     from gligen_eval.scoring.resample import ImageSetAP, bootstrap_ap_interval
 
     ap_set = ImageSetAP(gt, results, iou_type=iou_type, lvis_style=lvis_style)  # type: ignore[arg-type]
-    return bootstrap_ap_interval(ap_set, _columns_by_layout(samples), n_boot=n_boot, alpha=alpha, seed=seed)
+    by_layout: dict[str, list[int]] = {}
+    for i, im in enumerate(gt["images"]):
+        by_layout.setdefault(im["layout_id"], []).append(i)
+    if sorted(by_layout) != sorted(_columns_by_layout(samples)):
+        raise ValueError("the ground truth's images are not the images of these samples")
+    columns = {lid: by_layout[lid] for lid in _columns_by_layout(samples)}  # layouts in sample order
+    return bootstrap_ap_interval(ap_set, columns, n_boot=n_boot, alpha=alpha, seed=seed)
 
 
 def instance_intervals(prefix: str, records: Sequence[InstanceRecord], layouts: Sequence[Layout], *, n_boot: int,
