@@ -42,11 +42,19 @@ def warn(message: str) -> None:
     warnings.warn(message, LayoutWarning, stacklevel=3)
 
 
+TABLE_SUFFIXES = (".csv", ".tsv")
+TABLE_MESSAGE = ("a CSV table is not a layout file: an HRS-Bench / DrawBench prompt table lists prompts and object "
+                 "names but no boxes; use that benchmark's GPT layouts (gpt_generated_box_*.json: prompt -> "
+                 "[[phrases], [boxes]]) or write our .jsonl format")
+
+
 def read_json(path: str | os.PathLike, what: str = "layout file") -> Any:
     """Parse a JSON file; a missing file or malformed JSON is an :class:`InputError` naming the file."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{what} not found" if not p.exists() else f"{what} is not a file", path=str(path))
+    if p.suffix.lower() in TABLE_SUFFIXES:
+        raise InputError(TABLE_MESSAGE, path=str(path))
     try:
         with p.open("r", encoding="utf-8") as f:
             return json.load(f)

@@ -22,7 +22,7 @@ from typing import Iterable
 
 from gligen_eval.boxes import area_xyxy
 from gligen_eval.errors import InputError
-from gligen_eval.layouts.common import check_selection_options, count_note, keep_largest, subsample, warn
+from gligen_eval.layouts.common import TABLE_MESSAGE, TABLE_SUFFIXES, check_selection_options, count_note, keep_largest, subsample, warn
 from gligen_eval.records import Layout
 
 
@@ -39,6 +39,8 @@ def load_jsonl(
     p = Path(path)
     if not p.is_file():
         raise InputError("layout file not found" if not p.exists() else "layout file is not a file", path=str(path))
+    if p.suffix.lower() in TABLE_SUFFIXES:
+        raise InputError(TABLE_MESSAGE, path=str(path))
     layouts: list[Layout] = []
     seen: dict[str, int] = {}
     truncated = empty = 0
