@@ -62,6 +62,15 @@ def read_json(path: str | os.PathLike, what: str = "layout file") -> Any:
         raise InputError(f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}", path=str(path)) from None
     except UnicodeDecodeError as e:
         raise InputError(f"not UTF-8 text ({e.reason} at byte {e.start})", path=str(path)) from None
+    except (ValueError, RecursionError) as e:  # a number too long to convert, nesting too deep
+        raise InputError(f"unreadable JSON ({json_problem(e)})", path=str(path)) from None
+
+
+def json_problem(e: BaseException) -> str:
+    """What Python's JSON reader could not take, in a few words."""
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    return str(e).split(";")[0].split("\n")[0]
 
 
 def check_selection_options(max_objects: int | None, min_area: float, limit: int | None, seed: int) -> None:
