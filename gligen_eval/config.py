@@ -8,6 +8,8 @@ names the key. ``RunConfig()`` holds the paper-protocol defaults (SD-1.4 sized, 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -362,6 +364,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(float(value)):
+                raise ConfigError(f"config key '{key}': expected a finite number, got {value!r}")
             return float(value)
         raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
     if tp is str:
@@ -378,8 +382,9 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = [k for k in data if k not in names]
     if unknown:
+        shown = (prefix + k if isinstance(k, str) and k.isprintable() else repr(prefix + str(k)) for k in unknown)
         raise ConfigError(
-            f"unknown config key(s): {', '.join(prefix + str(k) for k in unknown)} "
+            f"unknown config key(s): {', '.join(shown)} "
             f"(known in {prefix.rstrip('.') or 'top level'}: {', '.join(sorted(names))})"
         )
     kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
@@ -397,6 +402,10 @@ def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+_OVERRIDE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*")
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``"sampler.steps=20"`` → ``("sampler.steps", 20)``; the value is read as YAML."""
     import yaml
@@ -407,10 +416,16 @@ def parse_override(text: str) -> tuple[str, Any]:
     key = key.strip()
     if not key:
         raise ConfigError(f"--set expects key=value, got {text!r}")
+    if not _OVERRIDE_KEY.fullmatch(key):
+        raise ConfigError(f"--set {key!r}: a key is dotted names (e.g. sampler.steps), got {text!r}")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    except (ValueError, RecursionError):  # a number too long to convert, nesting too deep
+        raise ConfigError(f"--set {key}: cannot read the value {raw[:40]!r}{'...' if len(raw) > 40 else ''}") from None
+    if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads 1e-5 as a string
     return key, value
 
 

@@ -44,6 +44,29 @@ def _as_box(value: Sequence[float], where: str) -> Box:
     return (x0, y0, x1, y1)
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _keypoint(kp: Any, i: int) -> tuple[float, float, int]:
+    """``(x, y, v)`` of keypoint ``i``: finite coordinates and an integral visibility, else a ValueError."""
+    where = f"GroundedObject.keypoints[{i}]"
+    if isinstance(kp, (str, bytes, Mapping)) or not isinstance(kp, Sequence) or len(kp) != 3:
+        raise ValueError(f"{where} must be (x, y, v), got {_short(kp)}")
+    if any(isinstance(c, (bool, str, bytes)) for c in kp):
+        raise ValueError(f"{where} must be numbers, got {_short(kp)}")
+    try:
+        x, y, v = float(kp[0]), float(kp[1]), float(kp[2])
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{where} must be numbers, got {_short(kp)}") from None
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise ValueError(f"{where} coordinates must be finite, got {_short(kp)}")
+    if v not in (0.0, 1.0, 2.0):
+        raise ValueError(f"{where} visibility must be 0, 1 or 2, got {_short(kp[2])}")
+    return x, y, int(v)
+
+
 @dataclass(frozen=True)
 class GroundedObject:
     """One grounding entity: a phrase (and/or reference image) with its box.
@@ -66,19 +89,22 @@ class GroundedObject:
         if not self.phrase.strip() and self.reference_image is None:
             raise ValueError("GroundedObject.phrase is empty (and there is no reference_image)")
         object.__setattr__(self, "box", _as_box(self.box, "GroundedObject.box"))
-        if self.category_id is not None and not isinstance(self.category_id, int):
-            raise ValueError(f"GroundedObject.category_id must be an int, got {self.category_id!r}")
+        if self.category_id is not None and (isinstance(self.category_id, bool) or not isinstance(self.category_id, int)):
+            raise ValueError(f"GroundedObject.category_id must be an int, got {_short(self.category_id)}")
+        for name in ("category", "reference_image"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise ValueError(f"GroundedObject.{name} must be a string, got {_short(getattr(self, name))}")
         if self.keypoints is not None:
+            if isinstance(self.keypoints, (str, bytes, Mapping)) or not isinstance(self.keypoints, Sequence):
+                raise ValueError(f"GroundedObject.keypoints must be {NUM_KEYPOINTS} (x, y, v), got {_short(self.keypoints)}")
             kps = tuple(self.keypoints)
             if len(kps) != NUM_KEYPOINTS:
                 raise ValueError(f"GroundedObject.keypoints must have {NUM_KEYPOINTS} points, got {len(kps)}")
             norm = []
             for i, kp in enumerate(kps):
-                if len(kp) != 3:
-                    raise ValueError(f"GroundedObject.keypoints[{i}] must be (x, y, v), got {kp!r}")
-                x, y, v = float(kp[0]), float(kp[1]), int(kp[2])
+                x, y, v = _keypoint(kp, i)
                 if v not in (0, 1, 2):
-                    raise ValueError(f"GroundedObject.keypoints[{i}] visibility must be 0, 1 or 2, got {kp[2]!r}")
+                    raise ValueError(f"GroundedObject.keypoints[{i}] visibility must be 0, 1 or 2, got {_short(kp[2])}")
                 if v > 0 and not (-1e-6 <= x <= 1 + 1e-6 and -1e-6 <= y <= 1 + 1e-6):
                     raise ValueError(f"GroundedObject.keypoints[{i}] ({x}, {y}) lies outside the image")
                 norm.append((x, y, v))
@@ -100,9 +126,9 @@ class GroundedObject:
         if unknown:
             raise ValueError(f"GroundedObject: unknown field(s) {sorted(unknown)}")
         kw = dict(d)
-        kw["box"] = tuple(kw["box"]) if "box" in kw else kw.get("box")
-        if kw.get("keypoints") is not None:
-            kw["keypoints"] = tuple(tuple(k) for k in kw["keypoints"])
+        kw["box"] = tuple(kw["box"]) if isinstance(kw.get("box"), list) else kw.get("box")
+        if isinstance(kw.get("keypoints"), list):
+            kw["keypoints"] = tuple(tuple(k) if isinstance(k, list) else k for k in kw["keypoints"])
         return cls(**kw)
 
 
@@ -126,20 +152,24 @@ class Layout:
 
     def __post_init__(self) -> None:
         if not isinstance(self.layout_id, str) or not self.layout_id:
-            raise ValueError(f"Layout.layout_id must be a non-empty string, got {self.layout_id!r}")
+            raise ValueError(f"Layout.layout_id must be a non-empty string, got {_short(self.layout_id)}")
+        lid = _short(self.layout_id)
         if not isinstance(self.caption, str):
-            raise ValueError(f"Layout.caption must be a string (layout {self.layout_id})")
+            raise ValueError(f"Layout.caption must be a string (layout {lid})")
         objs = tuple(self.objects)
         for i, o in enumerate(objs):
             if not isinstance(o, GroundedObject):
-                raise ValueError(f"Layout.objects[{i}] must be a GroundedObject (layout {self.layout_id})")
+                raise ValueError(f"Layout.objects[{i}] must be a GroundedObject (layout {lid})")
         object.__setattr__(self, "objects", objs)
         if self.condition_map is not None and not isinstance(self.condition_map, str):
             raise ValueError(f"Layout.condition_map must be a path string, got {self.condition_map!r} (layout {self.layout_id})")
         for name in ("width", "height"):
             v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v <= 0):
-                raise ValueError(f"Layout.{name} must be a positive int, got {v!r} (layout {self.layout_id})")
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
+                raise ValueError(f"Layout.{name} must be a positive int, got {_short(v)} (layout {lid})")
+        for name in ("image_path", "source"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise ValueError(f"Layout.{name} must be a string, got {_short(getattr(self, name))} (layout {lid})")
 
     @property
     def phrases(self) -> list[str]:

@@ -64,3 +64,75 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if slow:
         config.hook.pytest_deselected(items=slow)
         items[:] = keep
+
+
+# --------------------------------------------------------------------------------------------
+# no network: every test runs with sockets limited to AF_UNIX and loopback
+
+
+class NetworkBlocked(ConnectionRefusedError):
+    """A test tried to reach a host other than this machine (tests must run offline)."""
+
+
+def _local_host(host: object) -> bool:
+    import ipaddress
+
+    if host is None:
+        return True
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    name = str(host).strip("[]").split("%", 1)[0]
+    if name.lower() in ("localhost", "localhost.localdomain", "ip6-localhost", ""):
+        return True
+    try:
+        ip = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_unspecified
+
+
+def _guard_address(sock: object, address: object) -> None:
+    import socket
+
+    family = getattr(sock, "family", None)
+    if family == getattr(socket, "AF_UNIX", object()):
+        return
+    host = address[0] if isinstance(address, tuple) and address else address
+    if family in (socket.AF_INET, socket.AF_INET6) and _local_host(host):
+        return
+    raise NetworkBlocked(f"network access blocked in tests: {family!r} {address!r}")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_network():
+    """Refuse connections and datagrams to anything but AF_UNIX and loopback; name lookups of other
+    hosts fail too. Subprocesses (torchrun, the browser) are not patched; they talk over loopback."""
+    import socket
+
+    real_connect, real_connect_ex, real_sendto = socket.socket.connect, socket.socket.connect_ex, socket.socket.sendto
+    real_getaddrinfo = socket.getaddrinfo
+
+    def connect(self, address):
+        _guard_address(self, address)
+        return real_connect(self, address)
+
+    def connect_ex(self, address):
+        _guard_address(self, address)
+        return real_connect_ex(self, address)
+
+    def sendto(self, data, *args):
+        _guard_address(self, args[-1])
+        return real_sendto(self, data, *args)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if not _local_host(host):
+            raise NetworkBlocked(f"network access blocked in tests: name lookup of {host!r}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(socket.socket, "connect", connect)
+    mp.setattr(socket.socket, "connect_ex", connect_ex)
+    mp.setattr(socket.socket, "sendto", sendto)
+    mp.setattr(socket, "getaddrinfo", getaddrinfo)
+    yield
+    mp.undo()

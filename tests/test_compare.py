@@ -268,3 +268,44 @@ def test_phrase_labelled_detections_are_scored_as_the_run_scored_them(tmp_path):
     from gligen_eval.reporting.rundata import RunData
 
     assert ap_by_layout_group(RunData(run), lambda lay: "all")["all"] == pytest.approx(_metrics(run)["box/AP"], abs=1e-9)
+
+
+_toy_detect = rr.detect
+
+
+def _tied_detect(img):
+    """The toy detector with every score tied at 0.5 and one false box per color found."""
+    from gligen_eval.records import Detection
+
+    out = []
+    for d in _toy_detect(img):
+        out.append(Detection(box=d.box, label=d.label, score=0.5))
+        x0, y0 = (d.box[0] + 0.37) % 0.6, (d.box[1] + 0.53) % 0.6
+        out.append(Detection(box=(x0, y0, x0 + 0.3, y0 + 0.3), label=d.label, score=0.5))
+    return out[::-1]
+
+
+def test_compare_of_a_run_with_itself_reproduces_its_metrics_despite_tied_scores(tmp_path, monkeypatch):
+    """Detections with equal scores are ordered by one documented rule wherever COCO results are built,
+    so the AP that compare recomputes is the run's own, bit for bit, whatever the order of the samples."""
+    monkeypatch.setattr(rr, "detect", _tied_detect)
+    layouts = rr.make_layouts(8, hostile=False)[::-1]  # samples.jsonl order is not the sorted (layout, seed) order
+    run = rr.make_run(tmp_path, "tied", layouts=layouts, seeds=(0, 1, 2))
+    stored = _metrics(run)
+    assert 0.05 < stored["box/AP"] < 0.95
+    res = compare_runs(run, run, parse_gate({"metrics": {"box/AP": {"max_drop": 0.01}},
+                                             "bootstrap": {"n_boot": 10, "n_boot_ap": 5}}))  # fmt: skip
+    for key in ("box/AP", "box/AP50", "box/AP75", "box/AR100"):
+        row = res.row(key)
+        assert row.baseline == stored[key] and row.candidate == stored[key], key
+        assert row.note == ""
+    # the same detections in another order (another sample order, detections reversed) give the same AP
+    from gligen_eval.scoring import coco
+    from gligen_eval.reporting.rundata import RunData
+
+    rd = RunData(run)
+    items = [(s.sample_key, rd.layouts[s.layout_id], s.width, s.height, rd.detections[s.sample_key]) for s in rd.samples]
+    shuffled = [(k, lay, w, h, list(d)[::-1]) for k, lay, w, h, d in items[::-1]]
+    a = coco.evaluate_coco(*coco.build_eval_inputs(items))
+    b = coco.evaluate_coco(*coco.build_eval_inputs(shuffled))
+    assert a == b and a["AP"] == stored["box/AP"]

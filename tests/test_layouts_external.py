@@ -200,7 +200,8 @@ def test_hrs_synthetic(tmp_path):
     horse = layouts[0]
     assert horse.caption == "a horse below a car." and horse.phrases == ["horse", "car"]
     assert horse.objects[0].box == pytest.approx((0.25, 0.5, 0.75, 1.0))
-    assert horse.objects[0].category is None
+    assert [o.category for o in horse.objects] == ["horse", "car"]  # phrases that name a COCO class get it
+    assert layouts[1].objects[0].category == "parking meter"
     assert layouts[1].phrases == ["parking meter"] and layouts[1].objects[0].box == pytest.approx((0, 0, 1, 0.5))
     # ids come from the prompt, not the position in the file
     p2 = write(tmp_path, "gpt_generated_box__spatial_rev.json", dict(reversed(list(data.items()))))

@@ -21,7 +21,8 @@ Other ``.json`` names are recognised by their content. ``KIND:PATH`` (e.g. ``lvi
 names the reader explicitly; the kinds are the keys of :data:`SOURCE_KINDS`.
 
 Options: ``captions``, ``limit``, ``seed``, ``max_objects``, ``min_area``, ``skip_crowd``,
-``images_dir`` and each reader's own keywords. An option set to ``None`` means "not set". An
+``images_dir``, ``max_persons`` (persons with keypoints per layout, default 8, for every source: see
+:func:`~gligen_eval.layouts.common.limit_persons`) and each reader's own keywords. An option set to ``None`` means "not set". An
 option the chosen reader does not take is a :class:`~gligen_eval.errors.ConfigError`, except the
 shared selection options at their defaults (``seed=0``, ``max_objects=30``, ``min_area=0.0``,
 ``skip_crowd=True``), so that one config can feed every source.
@@ -41,8 +42,8 @@ from typing import Any, Callable, Sequence
 
 from gligen_eval.errors import ConfigError, InputError
 from gligen_eval.layouts.coco import load_coco, load_coco_keypoints, read_captions
-from gligen_eval.layouts.common import LayoutWarning, caption_from_phrases, subsample
 from gligen_eval.layouts.ade20k import is_ade20k_root, load_ade20k
+from gligen_eval.layouts.common import DEFAULT_MAX_PERSONS, LayoutWarning, caption_from_phrases, limit_persons, subsample
 from gligen_eval.layouts.external import hrs_subset, load_hrs, load_nsr1k
 from gligen_eval.layouts.images import load_image_folder, sniff_jsonl_kind
 from gligen_eval.layouts.jsonl import load_jsonl, write_jsonl
@@ -184,6 +185,10 @@ def load_layouts(source: str | os.PathLike, **options: Any) -> list[Layout]:
     fn = BUILTIN_SOURCES.get(kind) or SOURCE_KINDS[kind]
     accepted = _accepted(kind, fn)
     kwargs: dict[str, Any] = {}
+    max_persons = options.pop("max_persons", None)
+    max_persons = DEFAULT_MAX_PERSONS if max_persons is None else max_persons
+    if "max_persons" in accepted:  # the COCO keypoint reader selects its persons itself (same rule)
+        kwargs["max_persons"] = max_persons
     for key, value in options.items():
         if value is None:
             continue
@@ -196,9 +201,8 @@ def load_layouts(source: str | os.PathLike, **options: Any) -> list[Layout]:
             shown = sorted("captions" if a == "captions_path" else a for a in accepted)
             raise ConfigError(f"layout option {key}={value!r} does not apply to {kind} layouts ({os.fspath(source)}); "
                               f"accepted: {', '.join(shown)}")  # fmt: skip
-    if path is None:
-        return fn(**kwargs)
-    return fn(path, **kwargs)
+    layouts = fn(**kwargs) if path is None else fn(path, **kwargs)
+    return limit_persons(layouts, max_persons, os.fspath(source))
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,6 +268,7 @@ __all__ = [
     "caption_from_phrases",
     "hrs_subset",
     "load_ade20k",
+    "limit_persons",
     "load_coco",
     "load_coco_keypoints",
     "load_hrs",

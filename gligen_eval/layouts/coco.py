@@ -58,12 +58,27 @@ OnInvalid = Literal["error", "skip"]
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an integer beyond any float
+        return False
+
+
+def _is_id(v: Any) -> bool:
+    """COCO ids are integers (strings are accepted too); anything else cannot name a record."""
+    return isinstance(v, (int, str)) and not isinstance(v, bool)
+
+
+def _shown_id(v: Any) -> str:
+    """An id as it may appear in a one-line message."""
+    return str(v) if isinstance(v, int) and not isinstance(v, bool) else repr(v)[:80]
 
 
 def _ann_record(ann: Any, index: int) -> str:
     if isinstance(ann, Mapping) and "id" in ann:
-        return f"annotation {ann['id']}"
+        return f"annotation {_shown_id(ann['id'])}"
     return f"annotations[{index}]"
 
 
@@ -195,7 +210,7 @@ def index_coco(
     problems = _Problems(path, on_invalid)
     categories: dict[int, Mapping[str, Any]] = {}
     for i, cat in enumerate(_section(data, "categories", path, what)):
-        rec = f"category {cat['id']}" if isinstance(cat, Mapping) and "id" in cat else f"categories[{i}]"
+        rec = f"category {_shown_id(cat['id'])}" if isinstance(cat, Mapping) and "id" in cat else f"categories[{i}]"
         if not isinstance(cat, Mapping):
             raise InputError("a category must be an object", path=path, record=rec)
         for key in ("id", "name"):
@@ -211,7 +226,7 @@ def index_coco(
 
     images: dict[Any, _Image] = {}
     for i, img in enumerate(_section(data, "images", path, what)):
-        rec = f"image {img['id']}" if isinstance(img, Mapping) and "id" in img else f"images[{i}]"
+        rec = f"image {_shown_id(img['id'])}" if isinstance(img, Mapping) and "id" in img else f"images[{i}]"
         if not isinstance(img, Mapping):
             raise InputError("an image must be an object", path=path, record=rec)
         for key in ("id", "width", "height"):
@@ -226,7 +241,7 @@ def index_coco(
         if iid in images:
             raise InputError("duplicate image id", path=path, record=rec)
         fname = image_file(img) if image_file else img.get("file_name")
-        images[iid] = _Image(iid, int(round(w)), int(round(h)), fname, img)
+        images[iid] = _Image(iid, max(1, int(round(w))), max(1, int(round(h))), fname, img)
 
     anns: list[_Ann] = []
     seen_ids: set = set()
@@ -239,10 +254,13 @@ def index_coco(
         if missing:
             problems(f"missing field(s) {', '.join(repr(k) for k in missing)}", rec)
             continue
+        if not _is_id(ann["id"]):
+            problems(f"annotation id must be an integer or a string, got {_shown_id(ann['id'])}", rec)
+            continue
         if ann["id"] in seen_ids:
             raise InputError("duplicate annotation id", path=path, record=rec)
         seen_ids.add(ann["id"])
-        img = images.get(ann["image_id"])
+        img = images.get(ann["image_id"]) if _is_id(ann["image_id"]) else None
         if img is None:
             problems(f"image_id {ann['image_id']!r} is not in 'images'", rec)
             continue

@@ -7,6 +7,13 @@ Selection rules (the same for every source):
 * when more than ``max_objects`` remain, the largest boxes are kept (ties: the earlier object),
   and one :class:`LayoutWarning` per file says how many layouts were truncated;
 * layouts with no objects left are skipped;
+* a layout grounds at most ``max_persons`` (8, the slots of the keypoint model) persons with
+  keypoints (:func:`limit_persons`, applied by :func:`~gligen_eval.layouts.load_layouts` to every
+  source): the largest keep theirs (ties: the earlier person). In a keypoint layout (every object
+  is a person with keypoints) the other persons are dropped, as the COCO keypoint reader does; in
+  a layout with other objects they stay as boxes without keypoints. One :class:`LayoutWarning` per
+  file counts the layouts changed. The generator and every scorer then see the same persons: the
+  layouts as loaded (and as stored in a run's ``layouts.jsonl``);
 * ``limit`` keeps a deterministic subsample: every layout id is ranked by
   ``sha256([seed, layout_id])`` and the ``limit`` lowest ranks are kept. The choice depends only on
   the seed and the ids, never on file order, and a larger ``limit`` keeps a superset of a smaller one.
@@ -35,11 +42,19 @@ def warn(message: str) -> None:
     warnings.warn(message, LayoutWarning, stacklevel=3)
 
 
+TABLE_SUFFIXES = (".csv", ".tsv")
+TABLE_MESSAGE = ("a CSV table is not a layout file: an HRS-Bench / DrawBench prompt table lists prompts and object "
+                 "names but no boxes; use that benchmark's GPT layouts (gpt_generated_box_*.json: prompt -> "
+                 "[[phrases], [boxes]]) or write our .jsonl format")
+
+
 def read_json(path: str | os.PathLike, what: str = "layout file") -> Any:
     """Parse a JSON file; a missing file or malformed JSON is an :class:`InputError` naming the file."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{what} not found" if not p.exists() else f"{what} is not a file", path=str(path))
+    if p.suffix.lower() in TABLE_SUFFIXES:
+        raise InputError(TABLE_MESSAGE, path=str(path))
     try:
         with p.open("r", encoding="utf-8") as f:
             return json.load(f)
@@ -47,6 +62,15 @@ def read_json(path: str | os.PathLike, what: str = "layout file") -> Any:
         raise InputError(f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}", path=str(path)) from None
     except UnicodeDecodeError as e:
         raise InputError(f"not UTF-8 text ({e.reason} at byte {e.start})", path=str(path)) from None
+    except (ValueError, RecursionError) as e:  # a number too long to convert, nesting too deep
+        raise InputError(f"unreadable JSON ({json_problem(e)})", path=str(path)) from None
+
+
+def json_problem(e: BaseException) -> str:
+    """What Python's JSON reader could not take, in a few words."""
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    return str(e).split(";")[0].split("\n")[0]
 
 
 def check_selection_options(max_objects: int | None, min_area: float, limit: int | None, seed: int) -> None:
@@ -76,6 +100,40 @@ def keep_largest(
     if not reorder:
         order.sort()
     return [items[i] for i in order], cut
+
+
+DEFAULT_MAX_PERSONS = 8
+"""Persons with keypoints a layout may ground (the released keypoint model has 8 person slots)."""
+
+
+def limit_persons(layouts: Sequence[Any], max_persons: int | None, where: str) -> list[Any]:
+    """Layouts with at most ``max_persons`` persons carrying keypoints (rule in the module docstring)."""
+    from dataclasses import replace
+
+    if max_persons is not None and (isinstance(max_persons, bool) or not isinstance(max_persons, int) or max_persons < 1):
+        raise ConfigError(f"max_persons must be a positive integer, got {max_persons!r}")
+    out, changed = [], 0
+    for lay in layouts:
+        persons = [i for i, o in enumerate(lay.objects) if o.keypoints is not None]
+        if max_persons is None or len(persons) <= max_persons:
+            out.append(lay)
+            continue
+        kept, _ = keep_largest(persons, lambda i: lay.objects[i].box, max_persons)
+        keep = set(kept)
+        only_persons = len(persons) == len(lay.objects)
+        objects = []
+        for i, o in enumerate(lay.objects):
+            if o.keypoints is None or i in keep:
+                objects.append(o)
+            elif not only_persons:
+                objects.append(replace(o, keypoints=None))
+        out.append(replace(lay, objects=tuple(objects)))
+        changed += 1
+    if changed:
+        warn(f"{where}: {count_note(changed, 'layout')} had more than {max_persons} persons with keypoints; kept the "
+             f"keypoints of the {max_persons} largest (other persons: dropped from keypoint layouts, kept as boxes "
+             "elsewhere)")
+    return out
 
 
 def subsample_rank(seed: int, layout_id: str) -> str:

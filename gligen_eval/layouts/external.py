@@ -10,9 +10,12 @@ Spatial prompts without a reference layout (all-zero boxes, ``image_id`` -1) are
 **HRS / DrawBench GPT layouts** (attention-refocusing, ``gpt_generated_box_*.json``): a mapping
 ``prompt → [[phrases], [[x0, y0, x1, y1] pixels on a canvas]]`` (512 × 512). Layout ids are
 ``hrs-<subset>-<hash of the prompt>`` with the subset taken from the file name (``spatial``,
-``drawbench-counting``, ...); phrases are free text (``category`` is None) with underscores turned
-into spaces (``"parking_meter"`` → ``"parking meter"``). Boxes that overshoot the canvas are clipped
-to it (one warning counts them).
+``drawbench-counting``, ...); phrases are free text with underscores turned into spaces
+(``"parking_meter"`` → ``"parking meter"``). A phrase that names a COCO class, up to case, a leading
+article and a trailing instance number (``"cat"``, ``"a Dog"``, ``"car 2"``), gets that class as its
+``category``; the others (``"pedestrian 1"``, ``"sunny windowsill"``) have none, and a closed-set
+detector does not score them (:func:`gligen_eval.scoring.pipeline.check_detector_classes`). Boxes
+that overshoot the canvas are clipped to it (one warning counts them).
 
 The caption is the prompt. Objects keep their order in the file. Selection (``min_area``,
 ``max_objects`` keeping the largest boxes, ``limit``/``seed``) follows :mod:`gligen_eval.layouts.common`. These files are third-party and contain known defects
@@ -211,6 +214,19 @@ def load_hrs(
                           seed=seed, subset=subset or hrs_subset(path), on_invalid=on_invalid)  # fmt: skip
 
 
+def coco_class_of_phrase(phrase: str) -> str | None:
+    """The COCO class a free phrase names (``"a Cat"``, ``"car 2"``, ``"motorbike"``), else ``None``."""
+    from gligen_eval.scoring.coco import COCO80_NAMES, canonical_category
+
+    words = canonical_category(phrase).split()
+    if words and words[0] in ("a", "an", "the"):
+        words = words[1:]
+    if len(words) > 1 and words[-1].isdigit():
+        words = words[:-1]
+    name = canonical_category(" ".join(words))
+    return name if name in COCO80_NAMES else None
+
+
 def _hrs_from_data(data: Any, path: str, *, canvas, max_objects, min_area, limit, seed, subset, on_invalid) -> list[Layout]:
     if not _num(canvas) or canvas <= 0:
         raise ConfigError(f"canvas must be a positive number of pixels, got {canvas!r}")
@@ -243,7 +259,7 @@ def _hrs_from_data(data: Any, path: str, *, canvas, max_objects, min_area, limit
             if (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1):
                 issues.clipped += 1
             box = clip_xyxy_norm(xyxy_abs_to_xyxy_norm((cx0, cy0, cx1, cy1), canvas, canvas))
-            objects.append(GroundedObject(phrase=name, box=box, source_id=str(j)))
+            objects.append(GroundedObject(phrase=name, box=box, category=coco_class_of_phrase(name), source_id=str(j)))
         caption = " ".join(str(prompt).split())
         rows.append((f"hrs-{subset}-{stable_hash(prompt, length=12)}", caption, objects, f"hrs/{subset}", where))
     return _finish(rows, issues, max_objects=max_objects, min_area=min_area, limit=limit, seed=seed,

@@ -22,7 +22,7 @@ from typing import Iterable
 
 from gligen_eval.boxes import area_xyxy
 from gligen_eval.errors import InputError
-from gligen_eval.layouts.common import check_selection_options, count_note, keep_largest, subsample, warn
+from gligen_eval.layouts.common import TABLE_MESSAGE, TABLE_SUFFIXES, check_selection_options, json_problem, count_note, keep_largest, subsample, warn
 from gligen_eval.records import Layout
 
 
@@ -39,6 +39,8 @@ def load_jsonl(
     p = Path(path)
     if not p.is_file():
         raise InputError("layout file not found" if not p.exists() else "layout file is not a file", path=str(path))
+    if p.suffix.lower() in TABLE_SUFFIXES:
+        raise InputError(TABLE_MESSAGE, path=str(path))
     layouts: list[Layout] = []
     seen: dict[str, int] = {}
     truncated = empty = 0
@@ -55,6 +57,8 @@ def load_jsonl(
                 d = json.loads(line)
             except json.JSONDecodeError as e:
                 raise InputError(f"malformed JSON at column {e.colno}: {e.msg}", path=str(path), record=rec) from None
+            except (ValueError, RecursionError) as e:  # a number too long to convert, nesting too deep
+                raise InputError(f"unreadable JSON ({json_problem(e)})", path=str(path), record=rec) from None
             if not isinstance(d, dict):
                 raise InputError(f"expected a JSON object (one layout), got {type(d).__name__}", path=str(path), record=rec)
             for key in ("layout_id", "caption", "objects"):

@@ -8,7 +8,9 @@ paired bootstrap interval, resampling **layouts** with the same draws for both r
 * ``box/mIoU`` and ``box/success`` are pooled means over the instances of the drawn layouts;
 * the COCO keys (``box/AP``, ``box/AP50``, ..., ``kp/AP``, ...) are recomputed on every draw from
   the stored detections and the layout boxes, as the run scored them (``box/``: the detector's
-  detections, phrase labels mapped to the objects' classes; ``kp/``: the pose model's detections on
+  detections, phrase labels mapped to the objects' classes, only the objects of a closed-set
+  detector's recorded classes, in the canonical order of :func:`~gligen_eval.scoring.coco.build_eval_inputs`
+  so that a run compared with itself reproduces its ``metrics.json``; ``kp/``: the pose model's detections on
   the layouts with keypoints); duplicated layouts become separate images. Each run's images are
   matched once and a draw re-accumulates the matches of its images, which gives the numbers of
   evaluating the drawn dataset (:mod:`gligen_eval.scoring.matches`). LVIS-style ``box/`` AP
@@ -254,8 +256,10 @@ def _coco_items(run: RunData, samples: list, family: str) -> dict[str, list[tupl
     else:
         dets = run.detections
         relabel = run.detector_takes_phrases
-    if relabel:
-        from gligen_eval.scoring.pipeline import relabel_phrases
+    from gligen_eval.scoring.pipeline import relabel_phrases, scored_layout
+
+    # a closed-set detector's classes, as the run recorded them: objects of other classes were not scored
+    classes = ((run.manifest.get("models") or {}).get("detector") or {}).get("classes") if family == "box" else None
     out: dict[str, list[tuple]] = defaultdict(list)
     for s in samples:
         if s.sample_key not in dets:
@@ -263,7 +267,7 @@ def _coco_items(run: RunData, samples: list, family: str) -> dict[str, list[tupl
                                 f"{s.sample_key} (layout {s.layout_id}, seed {s.seed}); the run is incomplete")  # fmt: skip
         lay = run.layouts[s.layout_id]
         d = relabel_phrases(dets[s.sample_key], lay) if relabel else dets[s.sample_key]
-        out[s.layout_id].append((s.sample_key, lay, s.width, s.height, d))
+        out[s.layout_id].append((s.sample_key, scored_layout(lay, classes), s.width, s.height, d))
     return dict(out)
 
 
@@ -541,8 +545,9 @@ def _compare(baseline: Path, candidate: Path, gate_arg: Path | Gate | None, allo
     pairs, notes = _sample_pairs(base, cand, allow_mismatch)
     layout_ids = sorted({lid for lid, _ in pairs})
 
-    b_keys = set(mi.metric_keys(base.metrics, skip=COUNT_KEYS))
-    c_keys = set(mi.metric_keys(cand.metrics, skip=COUNT_KEYS))
+    counts = (*COUNT_KEYS, "n_instances_unmapped")
+    b_keys = set(mi.metric_keys(base.metrics, skip=counts))
+    c_keys = set(mi.metric_keys(cand.metrics, skip=counts))
     recomputable = set(INSTANCE_KEYS)
     box_keys = {f"box/{k}" for k in coco.metric_keys("bbox")}
     kp_keys = {f"kp/{k}" for k in coco.metric_keys("keypoints")}

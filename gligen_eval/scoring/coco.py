@@ -705,6 +705,11 @@ def detections_to_coco_results(
     outside it are left out (COCOeval ignores categories absent from the ground truth anyway). For
     keypoints only detections with keypoints count, all as ``person``; a keypoint's third value is
     its visibility flag (COCOeval ignores it for detections).
+
+    Each image's results are in :func:`result_order`: score descending, ties broken by category id,
+    then box. COCOeval sorts by score only and keeps the input order of equal scores (which then
+    decides matches and the precision curve), so this makes the AP independent of the order in
+    which a detector listed its boxes.
     """
     _check_choice("iou_type", iou_type, IOU_TYPES)
     n = len(detections)
@@ -715,6 +720,7 @@ def detections_to_coco_results(
     out: list[dict[str, Any]] = []
     person_id = name_to_id.get("person")
     for dets, (w, h), img_id in zip(detections, sz, ids):
+        image_results: list[dict[str, Any]] = []
         for d in dets:
             x, y, bw, bh = xyxy_norm_to_xywh_abs(d.box, w, h)
             r: dict[str, Any] = {"image_id": img_id, "bbox": [x, y, max(0.0, bw), max(0.0, bh)], "score": d.score}
@@ -730,8 +736,15 @@ def detections_to_coco_results(
                 if cid is None:
                     continue
                 r["category_id"] = cid
-            out.append(r)
+            image_results.append(r)
+        out.extend(sorted(image_results, key=result_order))
     return out
+
+
+def result_order(result: Mapping[str, Any]) -> tuple:
+    """Sort key of the COCO results of one image: score descending, then category id, then box
+    ``[x, y, w, h]`` (the documented tiebreak of equal scores)."""
+    return (-float(result["score"]), int(result["category_id"]), tuple(float(v) for v in result["bbox"]))
 
 
 def build_eval_inputs(
@@ -742,8 +755,15 @@ def build_eval_inputs(
     vocabulary: Collection[str] | None = None,
     aliases: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """``(sample_key, layout, width, height, detections)`` per generated image -> ``(gt, results)``."""
-    rows = list(items)
+    """``(sample_key, layout, width, height, detections)`` per generated image -> ``(gt, results)``.
+
+    The images are numbered in the order of their sample keys (a stable sort: repeated keys, as in a
+    bootstrap draw, keep their order). COCOeval breaks score ties across images by image order, so
+    the AP depends only on which images and detections are given, never on the order of the samples
+    (file order, ranks, resumes), and a recomputation reproduces the run's own numbers exactly.
+    ``gt["images"][i]["layout_id"]`` says which layout each image shows.
+    """
+    rows = sorted(items, key=lambda r: str(r[0]))
     layouts = [r[1] for r in rows]
     sizes = [(int(r[2]), int(r[3])) for r in rows]
     gt = build_coco_gt(layouts, sizes, image_keys=[r[0] for r in rows], iou_type=iou_type,

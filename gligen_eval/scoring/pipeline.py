@@ -251,6 +251,56 @@ def relabel_phrases(detections: Sequence[Detection], layout: Layout) -> list[Det
     return [dataclasses.replace(d, label=table[d.label]) if d.label in table else d for d in detections]
 
 
+def detector_classes(detector: Any) -> list[str] | None:
+    """The classes a closed-set detector can output (its ``names``), canonical and sorted; ``None`` for a
+    detector that takes phrases or does not list its classes (then every object is scored)."""
+    from gligen_eval.scoring.coco import canonical_category
+
+    if getattr(detector, "takes_phrases", False):
+        return None
+    names = getattr(detector, "names", None)
+    if isinstance(names, Mapping):
+        names = list(names.values())
+    if not isinstance(names, (list, tuple)) or not names:
+        return None
+    return sorted({canonical_category(str(n)) for n in names})
+
+
+def scored_layout(layout: Layout, classes: Iterable[str] | None) -> Layout:
+    """The layout as box AP scores it: with a closed-set detector (``classes``) only the objects whose class
+    (category, else phrase) it can output; the others could never be found and are left out."""
+    if classes is None:
+        return layout
+    from gligen_eval.scoring.coco import object_class
+
+    vocab = set(classes)
+    kept = tuple(o for o in layout.objects if object_class(o) in vocab)
+    return layout if len(kept) == len(layout.objects) else dataclasses.replace(layout, objects=kept)
+
+
+def check_detector_classes(layouts: Sequence[Layout], classes: Sequence[str] | None, detector: str, *,
+                           quiet: bool = False) -> None:  # fmt: skip
+    """Refuse free-phrase layouts that a closed-set detector cannot score at all; warn once with how many
+    phrases name none of its classes (those objects are not scored, ``n_instances_unmapped``)."""
+    if classes is None:
+        return
+    from gligen_eval.scoring.coco import object_class
+
+    vocab = set(classes)
+    names = {object_class(o) for lay in layouts for o in lay.objects}
+    unmapped = sorted(names - vocab)
+    if not unmapped:
+        return
+    eg = ", ".join(repr(n) for n in unmapped[:3])
+    if len(unmapped) == len(names):
+        raise ConfigError(f"none of the {len(names)} object classes/phrases of the layouts (e.g. {eg}) is a class of "
+                          f"the closed-set detector {detector}; score free-phrase layouts with an open-vocabulary "
+                          "detector (detector.kind: owlv2) or give the objects categories")  # fmt: skip
+    if not quiet:
+        log.warning("%d of %d object classes/phrases name no class of the detector %s (e.g. %s): their objects are "
+                    "not scored (n_instances_unmapped in metrics.json)", len(unmapped), len(names), detector, eg)
+
+
 def lvis_categories(layouts: Iterable[Layout], meta: Any) -> list[dict[str, Any]]:
     """COCO category dicts (id, name, frequency) of the LVIS categories the layouts use."""
     ids: set[int] = set()
@@ -273,6 +323,8 @@ class BoxEval:
     results: list[dict[str, Any]]
     samples: list[SampleRecord]
     lvis: bool = False
+    unmapped: int = 0
+    """Object instances left out because the detector has no class for them (see :func:`scored_layout`)."""
 
     def metrics(self, prefix: str) -> dict[str, Any]:
         from gligen_eval.scoring import instances as inst
@@ -294,10 +346,13 @@ def evaluate_boxes(
     min_score: float = 0.0,
     phrase_labels: bool = False,
     lvis_meta: Any = None,
+    classes: Sequence[str] | None = None,
 ) -> BoxEval:
     """COCO (or LVIS-style) box AP of ``detections[sample_key]`` against the layout boxes, and the
     per-instance records. ``phrase_labels``: detection labels are layout phrases (relabelled to the
-    objects' classes); ``lvis_meta``: an :class:`~gligen_eval.layouts.LvisMeta` for LVIS layouts."""
+    objects' classes); ``lvis_meta``: an :class:`~gligen_eval.layouts.LvisMeta` for LVIS layouts;
+    ``classes``: a closed-set detector's classes (:func:`detector_classes`): objects of other classes
+    get neither ground truth nor instance records (:func:`scored_layout`)."""
     from gligen_eval.scoring import coco, instances as inst
 
     by_id = {lay.layout_id: lay for lay in layouts}
@@ -309,18 +364,23 @@ def evaluate_boxes(
     lvis = lvis_meta is not None
     if lvis and backend not in ("hotcoco", "faster"):
         raise ConfigError("LVIS layouts are scored LVIS-style, which needs scoring.backend: hotcoco or faster")
+    if lvis:
+        classes = None  # LVIS-style AP has its own category table
     categories = lvis_categories([p[1] for p in pairs], lvis_meta) if lvis else None
-    gt, results = coco.build_eval_inputs([(s.sample_key, lay, s.width, s.height, d) for s, lay, d in pairs],
-                                         categories=categories)  # fmt: skip
+    gt, results = coco.build_eval_inputs([(s.sample_key, scored_layout(lay, classes), s.width, s.height, d)
+                                          for s, lay, d in pairs], categories=categories)  # fmt: skip
     if lvis:
         for im in gt["images"]:
             im["neg_category_ids"] = list(lvis_meta.neg_category_ids.get(im["layout_id"], ()))
             im["not_exhaustive_category_ids"] = list(lvis_meta.not_exhaustive_category_ids.get(im["layout_id"], ()))
     result = coco.run_coco_eval(gt, results, iou_type="bbox", backend=backend, lvis_style=lvis)
     records = []
+    vocab = None if classes is None else set(classes)
     for s, lay, dets in pairs:
-        records.extend(inst.match_instances(s, lay, dets, success_iou=success_iou, min_score=min_score))
-    return BoxEval(result, records, gt, results, list(samples), lvis)
+        rows = inst.match_instances(s, lay, dets, success_iou=success_iou, min_score=min_score)
+        records.extend(r for r in rows if vocab is None or coco.object_class(lay.objects[r.object_index]) in vocab)
+    unmapped = sum(len(lay.objects) for _, lay, _ in pairs) - len(records)
+    return BoxEval(result, records, gt, results, list(samples), lvis, unmapped)
 
 
 def score_boxes(layouts: Sequence[Layout], samples: Sequence[SampleRecord], detections: dict, cfg: RunConfig):
@@ -435,11 +495,18 @@ def _columns_by_layout(samples: Sequence[SampleRecord]) -> dict[str, list[int]]:
 def ap_interval(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]], samples: Sequence[SampleRecord], *,
                 iou_type: str = "bbox", lvis_style: bool = False, n_boot: int, alpha: float,
                 seed: int) -> tuple[float, float]:  # fmt: skip
-    """Bootstrap interval of AP over layouts; image ``i`` of ``gt`` is ``samples[i]``."""
+    """Bootstrap interval of AP over layouts; the images of ``gt`` (as :func:`coco.build_eval_inputs`
+    orders them: by sample key) carry their ``layout_id``."""
     from gligen_eval.scoring.resample import ImageSetAP, bootstrap_ap_interval
 
     ap_set = ImageSetAP(gt, results, iou_type=iou_type, lvis_style=lvis_style)  # type: ignore[arg-type]
-    return bootstrap_ap_interval(ap_set, _columns_by_layout(samples), n_boot=n_boot, alpha=alpha, seed=seed)
+    by_layout: dict[str, list[int]] = {}
+    for i, im in enumerate(gt["images"]):
+        by_layout.setdefault(im["layout_id"], []).append(i)
+    if sorted(by_layout) != sorted(_columns_by_layout(samples)):
+        raise ValueError("the ground truth's images are not the images of these samples")
+    columns = {lid: by_layout[lid] for lid in _columns_by_layout(samples)}  # layouts in sample order
+    return bootstrap_ap_interval(ap_set, columns, n_boot=n_boot, alpha=alpha, seed=seed)
 
 
 def instance_intervals(prefix: str, records: Sequence[InstanceRecord], layouts: Sequence[Layout], *, n_boot: int,
@@ -630,6 +697,12 @@ def _lvis_meta(cfg: RunConfig) -> Any:
     return load_lvis_meta(path) if kind == "lvis" and path is not None else None
 
 
+def _source_kind(cfg: RunConfig) -> str:
+    from gligen_eval.layouts import resolve_source
+
+    return resolve_source(cfg.layouts.source)[0]
+
+
 def _layout_source_dir(cfg: RunConfig) -> Path | None:
     from gligen_eval.layouts import resolve_source
 
@@ -684,6 +757,7 @@ def score_run(
 
     passes: list[DetectorPass] = []
     scorers: dict[str, Any] = {}
+    lvis_source = _lvis_meta(cfg)
     labels: set[str] = set()
     for role, dcfg, gen, real_lays in jobs:
         det = build_scoring_detector(dcfg, device=device)
@@ -695,6 +769,11 @@ def score_run(
             labels.add(label)
             role = f"detector@{label}"
         info = {"name": det.name, "fingerprint": det.fingerprint(), "kind": dcfg.kind, "weights": dcfg.weights}
+        classes = detector_classes(det) if role != "pose" else None
+        if classes is not None:
+            info["classes"] = classes
+            if lvis_source is None:
+                check_detector_classes(layouts, classes, f"{det.name} ({role})")
         phrases_of = (lambda s: by_id[s.layout_id].phrases) if takes else None
         detect_missing(rd, gen, det, batch_size=dcfg.batch_size, dist=dist, progress=progress, desc=role,
                        phrases_of=phrases_of)  # fmt: skip
@@ -731,7 +810,7 @@ def score_run(
             cond_pass = _condition_pass(rd, cfg, layouts, samples, merge=True, progress=False)
 
     # -- metrics (rank 0) -------------------------------------------------------------------------
-    lvis_meta = _lvis_meta(cfg)
+    lvis_meta = lvis_source
     cached = rd.detections()
     alpha = 1.0 - sc.ci_level
     n_boot = sc.bootstrap
@@ -743,7 +822,8 @@ def score_run(
 
     def boxes(p: DetectorPass, ss: Sequence[SampleRecord]) -> BoxEval:
         return evaluate_boxes(layouts, ss, dets(p, ss), backend=sc.backend, success_iou=sc.success_iou,
-                              min_score=sc.instance_min_score, phrase_labels=p.takes_phrases, lvis_meta=lvis_meta)  # fmt: skip
+                              min_score=sc.instance_min_score, phrase_labels=p.takes_phrases, lvis_meta=lvis_meta,
+                              classes=p.info.get("classes"))  # fmt: skip
 
     main = passes[0]
     ev = boxes(main, main.samples)
@@ -814,6 +894,8 @@ def score_run(
     metrics["n_samples"] = len(samples)
     metrics["n_layouts"] = len(layouts)
     metrics["n_instances"] = len(records)
+    if ev.unmapped:
+        metrics["n_instances_unmapped"] = ev.unmapped
     store.write_jsonl(rd.path(store.INSTANCES), (r.to_dict() for r in records))
     store.atomic_write_json(rd.path(store.BREAKDOWNS), breakdowns)
     store.atomic_write_json(rd.path(store.METRICS), metrics)
@@ -876,8 +958,12 @@ def preflight(cfg: RunConfig, *, device: str, layouts: Sequence[Layout] | None =
         if cfg.fid.enabled:
             fid_reference_images(cfg.fid, layouts)
     dets = [cfg.detector, *cfg.extra_detectors, *([cfg.pose] if cfg.pose is not None else [])]
+    check_classes = layouts is not None and _source_kind(cfg) != "lvis"
     for d in dets:
-        build_scoring_detector(d, device=device)
+        det = build_scoring_detector(d, device=device)
+        if check_classes and d is not cfg.pose:
+            check_detector_classes(layouts, detector_classes(det), str(det.name), quiet=True)
+        del det
     if cfg.clip.enabled:
         build_clip_scorer(cfg.clip, device=device)
     if cfg.fid.enabled:
