@@ -13,6 +13,8 @@
 ``*.jsonl``                 our JSON Lines format, one ``Layout.to_dict()`` per line → :func:`load_jsonl`
 NSR-1K ``*.val.json``       LayoutGPT NSR-1K counting / spatial → :func:`load_nsr1k`
 ``gpt_generated_box*.json`` HRS / DrawBench GPT layouts → :func:`load_hrs`
+``coco-mig:PATH``           COCO-MIG-style layouts from COCO instances → :func:`load_coco_mig`
+``sample-mig``              the same from the bundled sample
 ==========================  ==========================================================================
 
 Other ``.json`` names are recognised by their content. ``KIND:PATH`` (e.g. ``lvis:/data/val.json``)
@@ -39,6 +41,7 @@ from typing import Any, Callable, Sequence
 
 from gligen_eval.errors import ConfigError, InputError
 from gligen_eval.layouts.coco import load_coco, load_coco_keypoints, read_captions
+from gligen_eval.layouts.coco_mig import load_coco_mig
 from gligen_eval.layouts.common import LayoutWarning, caption_from_phrases, subsample
 from gligen_eval.layouts.external import hrs_subset, load_hrs, load_nsr1k
 from gligen_eval.layouts.jsonl import load_jsonl, write_jsonl
@@ -61,6 +64,11 @@ def load_sample_keypoints(**options: Any) -> list[Layout]:
     return load_coco_keypoints(SAMPLE_KEYPOINTS, SAMPLE_CAPTIONS, id_prefix="sample-kp", **options)
 
 
+def load_sample_mig(**options: Any) -> list[Layout]:
+    """The bundled sample as COCO-MIG-style layouts (ids ``mig-<image_id>``)."""
+    return load_coco_mig(SAMPLE_INSTANCES, **options)
+
+
 SOURCE_KINDS: dict[str, Callable[..., list[Layout]]] = {
     "coco": load_coco,
     "coco-keypoints": load_coco_keypoints,
@@ -68,21 +76,23 @@ SOURCE_KINDS: dict[str, Callable[..., list[Layout]]] = {
     "jsonl": load_jsonl,
     "nsr1k": load_nsr1k,
     "hrs": load_hrs,
+    "coco-mig": load_coco_mig,
 }
 """Readers of layout files, by kind (``KIND:PATH`` selects one explicitly)."""
 
 BUILTIN_SOURCES: dict[str, Callable[..., list[Layout]]] = {
     "sample": load_sample,
     "sample-keypoints": load_sample_keypoints,
+    "sample-mig": load_sample_mig,
 }
 
 _SHARED_DEFAULTS: dict[str, Any] = {"seed": 0, "max_objects": 30, "min_area": 0.0, "skip_crowd": True}
-_FIXED = {"sample": {"instances_path", "captions_path", "keypoints_path", "id_prefix"},
+_FIXED = {"sample": {"instances_path", "captions_path", "keypoints_path", "id_prefix"}, "sample-mig": {"id_prefix"},
           "sample-keypoints": {"person_keypoints_path", "captions_path", "id_prefix"}}  # fmt: skip
 
 
 def _accepted(kind: str, fn: Callable[..., Any]) -> set[str]:
-    target = {"sample": load_coco, "sample-keypoints": load_coco_keypoints}.get(kind, fn)
+    target = {"sample": load_coco, "sample-keypoints": load_coco_keypoints, "sample-mig": load_coco_mig}.get(kind, fn)
     params = inspect.signature(target).parameters
     names = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
     return set(names[1:]) - _FIXED.get(kind, set())  # the first parameter is the path
@@ -252,6 +262,7 @@ __all__ = [
     "hrs_subset",
     "load_coco",
     "load_coco_keypoints",
+    "load_coco_mig",
     "load_hrs",
     "load_jsonl",
     "load_layouts",

@@ -150,6 +150,10 @@ def build_scoring_detector(cfg: DetectorConfig, *, device: str) -> Any:
         from gligen_eval.scoring.openvocab import tiny_owlv2
 
         overrides["model"], overrides["processor"] = tiny_owlv2(seed=0)
+    if data.get("kind") == "grounding-dino" and data.get("weights") == "tiny":
+        from gligen_eval.scoring.grounding_dino import tiny_grounding_dino
+
+        overrides["model"], overrides["processor"] = tiny_grounding_dino(seed=0)
     return build_detector(data, device=device, **overrides)
 
 
@@ -768,6 +772,10 @@ def score_run(
         metrics[f"box@{p.label}/success"] = xm[f"box@{p.label}/success"]
         metrics[f"agreement/{p.label}"] = agreement_rate(records, xev.records)
 
+    if cfg.comp.enabled:  # counts, relations and colours on the main detector's detections
+        metrics.update(_score_comp(rd, cfg, layouts, main, dets(main, main.samples), records, clip_scorer, scorers,
+                                   device=device))  # fmt: skip
+
     if clip_scores is not None:
         from gligen_eval.scoring.clip import clip_metrics
 
@@ -830,6 +838,35 @@ def _per_category_instances(records: Sequence[InstanceRecord]) -> dict[str, dict
     return aggregate_by_category(records)
 
 
+def _comp_clip(cfg: RunConfig, clip_scorer: Any, *, device: str) -> Any:
+    """The CLIP model of the colour check: the run's CLIP scorer when it is the same model."""
+    if not cfg.comp.clip:
+        return None
+    model = cfg.comp.clip_model or cfg.clip.model
+    if clip_scorer is not None and model == cfg.clip.model:
+        return clip_scorer
+    return build_clip_scorer(dataclasses.replace(cfg.clip, model=model), device=device)
+
+
+def _score_comp(rd: store.RunDir, cfg: RunConfig, layouts: Sequence[Layout], p: DetectorPass, detections: dict,
+                records: Sequence[InstanceRecord], clip_scorer: Any, scorers: dict[str, Any], *, device: str) -> dict[str, Any]:  # fmt: skip
+    """``comp/`` (and ``mig/``) keys; one row per image in ``comp.jsonl``."""
+    from gligen_eval.config import comp_options
+    from gligen_eval.scoring import compositional as comp
+
+    by_id = {lay.layout_id: lay for lay in layouts}
+    if p.takes_phrases:
+        detections = {s.sample_key: relabel_phrases(detections[s.sample_key], by_id[s.layout_id]) for s in p.samples}
+    options = comp_options(cfg)
+    clip = _comp_clip(cfg, clip_scorer, device=device)
+    judge = comp.ClipColorJudge(clip, options.colors) if clip is not None else None
+    out, rows = comp.score_compositional(rd.root, layouts, p.samples, detections, records, options, judge=judge)
+    store.write_jsonl(rd.path(comp.COMP_ROWS), rows)
+    scorers["comp"] = {"detector": p.info["fingerprint"], "clip": judge.fingerprint() if judge else None,
+                       **dataclasses.asdict(options)}  # fmt: skip
+    return out
+
+
 def _score_pose(p: DetectorPass, layouts: Sequence[Layout], dets: Callable, breakdowns: dict[str, Any], *,
                 backend: str, n_boot: int, alpha: float, seed: int) -> dict[str, Any]:  # fmt: skip
     result, gt, results = evaluate_keypoints(layouts, p.samples, dets(p, p.samples), backend=backend)
@@ -861,6 +898,8 @@ def preflight(cfg: RunConfig, *, device: str, layouts: Sequence[Layout] | None =
         build_scoring_detector(d, device=device)
     if cfg.clip.enabled:
         build_clip_scorer(cfg.clip, device=device)
+    if cfg.comp.enabled:
+        _comp_clip(cfg, None, device=device)
     if cfg.fid.enabled:
         build_fid_scorer(cfg.fid, device=device)
     from gligen_eval.scoring import consistency as cs
@@ -874,5 +913,9 @@ def uses_random_scoring_weights(cfg: RunConfig) -> bool:
     """Whether any scoring model of ``cfg`` has random weights (a ``.yaml`` detector, ``tiny`` CLIP/OWLv2/FID features)."""
     dets = [cfg.detector, *cfg.extra_detectors, *([cfg.pose] if cfg.pose is not None else [])]
     if any(d.weights.endswith((".yaml", ".yml")) or (d.kind == "owlv2" and d.weights == "tiny") for d in dets):
+        return True
+    if any(d.kind == "grounding-dino" and d.weights == "tiny" for d in dets):
+        return True
+    if cfg.comp.enabled and cfg.comp.clip and (cfg.comp.clip_model or cfg.clip.model) == "tiny":
         return True
     return (cfg.clip.enabled and cfg.clip.model == "tiny") or (cfg.fid.enabled and cfg.fid.feature == "tiny")
