@@ -288,6 +288,7 @@ def tiny_gd():
     return tiny_grounding_dino(seed=0)
 
 
+@pytest.mark.slow
 def test_tiny_grounding_dino_builds_and_detects_offline(tiny_gd):
     from gligen_eval.scoring.detectors import detector_kinds
     from gligen_eval.scoring.grounding_dino import GroundingDinoDetector
@@ -322,3 +323,29 @@ def test_grounding_dino_missing_weights_name_what_to_fetch(tmp_path):
 def test_score_compositional_keys_are_finite_fractions():
     m = comp.mig_metrics([(2, 0.2, True)], 0.5)
     assert all(0.0 <= v <= 1.0 and math.isfinite(v) for v in m.values())
+
+
+@pytest.mark.slow
+def test_smoke_coco_mig_run_has_every_key_in_metrics_report_and_compare(tmp_path):
+    """The shipped smoke config (one layout per level, 2 steps): every comp/ and mig/ key is in
+    metrics.json, the leaderboard and the compare table."""
+    from pathlib import Path
+
+    from gligen_eval.cli import main
+    from gligen_eval.reporting.compare import compare_runs
+
+    config = Path(__file__).resolve().parents[1] / "benchmarks" / "smoke-coco-mig.yaml"
+    out = tmp_path / "mig"
+    assert main(["run", str(config), "--out", str(out), "--set", "layouts.limit=1", "--set", "sampler.steps=2",
+                 "--no-progress"]) == 0  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(comp.COMP_KEYS + comp.MIG_KEYS) <= set(metrics)
+    assert all(0.0 <= metrics[k] <= 1.0 for k in comp.COMP_KEYS + comp.MIG_KEYS)
+    assert metrics["n_layouts"] == 5  # one per level L2..L6
+    rows = [json.loads(x) for x in (out / comp.COMP_ROWS).read_text().splitlines()]
+    assert len(rows) == metrics["n_samples"]
+    assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
+    board = (tmp_path / "report" / "leaderboard.md").read_text()
+    assert all(k in board for k in ("comp/count_acc", "comp/relation_acc", "comp/color_acc_clip", "mig/L6/mIoU"))
+    res = compare_runs(out, out)
+    assert {"comp/count_f1", "comp/color_acc_hsv", "mig/ISR", "mig/L2/ISR"} <= {r.key for r in res.rows}
