@@ -25,6 +25,10 @@ What runs, each part only when configured (metric keys in brackets):
   condition re-extracted from each image against the layout's input condition, one row per image
   in ``cond.jsonl`` (:mod:`gligen_eval.scoring.consistency`) [``cond/<name>``, e.g. ``cond/canny_f1``],
   and the same on the layouts' real images where they exist [``cond/real/<name>``].
+* ``comp`` -- counts, spatial relations and colours on ``detector``'s cached detections, COCO-MIG
+  with ``comp.mig`` (:mod:`gligen_eval.scoring.compositional`) [``comp/count_acc`` ``comp/count_f1``
+  ``comp/relation_acc`` ``comp/color_acc_hsv`` ``comp/color_acc_clip``, ``mig/ISR`` ``mig/mIoU``
+  ``mig/L{2..6}/*``], one row per image in ``comp.jsonl``.
 * ``scoring.bootstrap`` -- percentile intervals over layouts (seeded) [``<key>/lo``, ``<key>/hi``] for
   ``box/AP`` and ``kp/AP`` (``scoring.bootstrap_ap`` draws, see :mod:`gligen_eval.scoring.resample`;
   computed with faster-coco-eval whatever ``scoring.backend``), ``box/mIoU``, ``box/success`` and
