@@ -349,3 +349,37 @@ def test_smoke_coco_mig_run_has_every_key_in_metrics_report_and_compare(tmp_path
     assert all(k in board for k in ("comp/count_acc", "comp/relation_acc", "comp/color_acc_clip", "mig/L6/mIoU"))
     res = compare_runs(out, out)
     assert {"comp/count_f1", "comp/color_acc_hsv", "mig/ISR", "mig/L2/ISR"} <= {r.key for r in res.rows}
+
+
+def test_published_spatial_sets_state_their_relations(reference_dir):
+    """The NSR-1K spatial file and the HRS spatial file: every directional record keeps its relation."""
+    import csv
+    import warnings
+
+    from gligen_eval.layouts import load_hrs, load_nsr1k
+
+    nsr_path = reference_dir / "layoutgpt_nsr1k" / "spatial.val.json"
+    hrs_path = reference_dir / "attention_refocusing_hrs" / "gpt_generated_box__spatial.json"
+    if not nsr_path.is_file() or not hrs_path.is_file():
+        pytest.skip("NSR-1K / HRS spatial files not in the reference data")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nsr, hrs = load_nsr1k(nsr_path), load_hrs(hrs_path)
+    raw = {f"nsr1k-spatial-{r['id']}": r["relation"] for r in json.loads(nsr_path.read_text())}
+    expect = {"left": "left", "right": "right", "top": "above", "bottom": "below"}
+    for lay in nsr:
+        want = expect.get(raw[lay.layout_id])
+        assert lay.relations == (((0, want, 1),) if want and len(lay.objects) == 2 else ())
+    assert sum(bool(lay.relations) for lay in nsr) > 200
+    # HRS: the prompts' first relation (rel1 of the prompt table) for the directional ones
+    table = reference_dir / "attention_refocusing_hrs" / "HRS_spatial_compositions_prompts.csv"
+    words = {"on the left of": "left", "on the right of": "right", "above": "above", "over": "above", "on": "above",
+             "below": "below", "under": "below", "beneath": "below"}  # fmt: skip
+    rel1 = {" ".join(r["meta_prompt"].split()): words.get(r["rel1"]) for r in csv.DictReader(table.open())} if table.is_file() else {}
+    checked = 0
+    for lay in hrs:
+        want = rel1.get(lay.caption)
+        if want and len(lay.objects) >= 2 and lay.relations:
+            assert lay.relations[0][1] == want, lay.caption
+            checked += 1
+    assert checked > 200 or not rel1

@@ -297,13 +297,17 @@ def prompt_relations(prompt: str, phrases: Sequence[str]) -> list[tuple[int, str
     found.sort()
     subject = found[0][1]
     taken: list[tuple[int, int]] = []
-    out = []
+    hits: list[tuple[int, tuple[int, str, int]]] = []
     for words, rel in _PROMPT_RELATIONS:  # longest phrases first: "on the left of" before "on"
         for m in re.finditer(r"\b" + re.escape(words) + r"\b", text):
             if any(a < m.end() and m.start() < b for a, b in taken):
                 continue
             taken.append((m.start(), m.end()))
             after = [i for pos, i in found if pos >= m.end() and i != subject]
-            if after and (subject, rel, after[0]) not in out:
-                out.append((subject, rel, after[0]))
+            if after:
+                hits.append((m.start(), (subject, rel, after[0])))
+    out: list[tuple[int, str, int]] = []
+    for _, r in sorted(hits):  # in the order the prompt states them
+        if r not in out:
+            out.append(r)
     return out
