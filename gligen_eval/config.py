@@ -123,6 +123,9 @@ class DetectorConfig:
     """Pose models: a keypoint counts as present at or above this confidence."""
     text_threshold: float = 0.25
     """Grounding DINO: lowest phrase score of a box's label (its box threshold is ``conf``)."""
+    prompts: Literal["phrases", "categories"] = "phrases"
+    """Grounding DINO: ask for the layout's phrases or for the objects' classes (COCO-MIG asks for ``dog``,
+    not ``a red dog``)."""
     label_mode: Literal["argmax", "all"] = "argmax"
     """Open-vocabulary detectors: one phrase per box (``argmax``) or every box x phrase pair (``all``)."""
     name: str | None = None

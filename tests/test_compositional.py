@@ -309,6 +309,11 @@ def test_tiny_grounding_dino_builds_and_detects_offline(tiny_gd):
     assert [d.score for d in strict.detect(images[:1], [["a red dog", "a cat"]])[0]] == pytest.approx(scores[:5], abs=1e-6)
     assert det.detect(images[:1], [[]]) == [[]]
     assert det.fingerprint() != strict.fingerprint()
+    by_class = GroundingDinoDetector(model=model, processor=processor, conf=0.0, text_threshold=0.0, device="cpu",
+                                     prompts="categories")  # fmt: skip
+    assert by_class.fingerprint() != det.fingerprint()  # cached detections never cross prompt modes
+    with pytest.raises(ConfigError, match="prompts"):
+        GroundingDinoDetector(model=model, processor=processor, prompts="captions", device="cpu")
 
 
 def test_grounding_dino_missing_weights_name_what_to_fetch(tmp_path):

@@ -17,6 +17,11 @@ Post-processing, written out here so that every step is visible:
 
 Phrases whose tokens fall beyond the model's text length (256 tokens) cannot be found.
 
+``prompts="categories"`` tells a runner to ask for each object's class (its category, else its
+phrase) instead of the phrase: COCO-MIG asks for ``"dog"``, not ``"a red dog"``, and checks the
+colour separately. It is part of the fingerprint, so detections cached for one prompt mode are
+never reused for the other.
+
 Real weights (``IDEA-Research/grounding-dino-tiny``, ``-base``) load from a local folder or the
 local Hugging Face cache only, else a :class:`~gligen_eval.errors.MissingWeightsError` naming what
 to fetch. :func:`tiny_grounding_dino` builds a small random model and processor for tests.
@@ -77,6 +82,7 @@ class GroundingDinoDetector:
             (e.g. ``IDEA-Research/grounding-dino-tiny``); ignored when ``model`` is given.
         conf: box threshold (best token score of a box).
         text_threshold: lowest phrase score of the label.
+        prompts: ``"phrases"`` (the layout's phrases) or ``"categories"`` (the objects' classes), for the runner.
         iou: per-phrase NMS IoU; 1.0 (default) disables NMS.
         max_det: detections kept per image.
         batch_size: images per forward pass.
@@ -100,6 +106,7 @@ class GroundingDinoDetector:
         device: str = "auto",
         *,
         text_threshold: float = 0.25,
+        prompts: str = "phrases",
         phrases: Sequence[str] | None = None,
         dtype: str = "float32",
         cache_dir: str | None = None,
@@ -111,8 +118,11 @@ class GroundingDinoDetector:
                 raise ConfigError(f"Grounding DINO {name} must be in [0, 1], got {v}")
         if not iou > 0.0 or max_det < 1 or batch_size < 1:
             raise ConfigError(f"Grounding DINO iou must be > 0 and max_det, batch_size >= 1 (got {iou}, {max_det}, {batch_size})")
+        if prompts not in ("phrases", "categories"):
+            raise ConfigError(f"Grounding DINO prompts must be 'phrases' or 'categories', got {prompts!r}")
         from gligen_eval.scoring.openvocab import _resolve_device
 
+        self.prompts = prompts
         self.weights = str(weights)
         self.conf, self.text_threshold, self.iou = float(conf), float(text_threshold), float(iou)
         self.max_det, self.batch_size = int(max_det), int(batch_size)
@@ -148,7 +158,7 @@ class GroundingDinoDetector:
 
     def settings(self) -> dict[str, Any]:
         return {"conf": self.conf, "text_threshold": self.text_threshold, "iou": self.iou, "max_det": self.max_det,
-                "phrases": self.phrases}  # fmt: skip
+                "phrases": self.phrases, "prompts": self.prompts}  # fmt: skip
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:

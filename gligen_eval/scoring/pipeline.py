@@ -697,6 +697,8 @@ def score_run(
             role = f"detector@{label}"
         info = {"name": det.name, "fingerprint": det.fingerprint(), "kind": dcfg.kind, "weights": dcfg.weights}
         phrases_of = (lambda s: by_id[s.layout_id].phrases) if takes else None
+        if takes and getattr(det, "prompts", "phrases") == "categories":  # ask for the classes, not the phrases
+            phrases_of = lambda s: list(dict.fromkeys(phrase_classes(by_id[s.layout_id]).values()))  # noqa: E731
         detect_missing(rd, gen, det, batch_size=dcfg.batch_size, dist=dist, progress=progress, desc=role,
                        phrases_of=phrases_of)  # fmt: skip
         real = real_samples([reals[lay.layout_id] for lay in real_lays], with_phrases=takes)
