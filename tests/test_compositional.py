@@ -380,7 +380,8 @@ def test_published_spatial_sets_state_their_relations(reference_dir):
     table = reference_dir / "attention_refocusing_hrs" / "HRS_spatial_compositions_prompts.csv"
     words = {"on the left of": "left", "on the right of": "right", "above": "above", "over": "above", "on": "above",
              "below": "below", "under": "below", "beneath": "below"}  # fmt: skip
-    rel1 = {" ".join(r["meta_prompt"].split()): words.get(r["rel1"]) for r in csv.DictReader(table.open())} if table.is_file() else {}
+    rows = list(csv.DictReader(table.open())) if table.is_file() else []
+    rel1 = {" ".join(r["meta_prompt"].split()): words.get(r["rel1"]) for r in rows}
     checked = 0
     for lay in hrs:
         want = rel1.get(lay.caption)

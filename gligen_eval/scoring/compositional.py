@@ -168,7 +168,8 @@ def _classes(layout: Layout, aliases: Mapping[str, str] | None = None) -> list[s
     return [object_class(o, aliases) for o in layout.objects]
 
 
-def _confident(detections: Sequence[Detection], min_score: float, aliases: Mapping[str, str] | None = None) -> list[tuple[str, Detection]]:
+def _confident(detections: Sequence[Detection], min_score: float,
+               aliases: Mapping[str, str] | None = None) -> list[tuple[str, Detection]]:  # fmt: skip
     from gligen_eval.scoring.coco import canonical_category
 
     return [(canonical_category(d.label, aliases), d) for d in detections if d.score >= min_score]
@@ -311,7 +312,8 @@ class ClipColorJudge:
         return out
 
 
-def color_rows(image: "Image.Image", layout: Layout, options: CompOptions, judge: ClipColorJudge | None = None) -> list[dict[str, Any]]:
+def color_rows(image: "Image.Image", layout: Layout, options: CompOptions,
+               judge: ClipColorJudge | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """One row per object whose phrase names a colour: ``{"object", "color", "hsv_share", "hsv_ok",
     "clip_color", "clip_ok"}`` (HSV fields None for colours outside the HSV table; CLIP fields None
     without a judge)."""

@@ -167,7 +167,8 @@ class GroundingDinoDetector:
             self._fingerprint = stable_hash({"detector": self.name, "weights": module_digest(self.model), **self.settings()})
         return self._fingerprint
 
-    def detect(self, images: list["Image.Image"], phrases_per_image: Sequence[Sequence[str]] | None = None) -> list[list[Detection]]:
+    def detect(self, images: list["Image.Image"],
+               phrases_per_image: Sequence[Sequence[str]] | None = None) -> list[list[Detection]]:  # fmt: skip
         """Detections per image for that image's phrases (or the fixed vocabulary)."""
         if phrases_per_image is None:
             if self.phrases is None:
@@ -210,7 +211,8 @@ class GroundingDinoDetector:
             out.append(self._postprocess(logits[b, :, :n_tok], boxes[b], masks, q))
         return out
 
-    def _postprocess(self, logits: "torch.Tensor", boxes: "torch.Tensor", masks: "torch.Tensor", queries: list[str]) -> list[Detection]:
+    def _postprocess(self, logits: "torch.Tensor", boxes: "torch.Tensor", masks: "torch.Tensor",
+                     queries: list[str]) -> list[Detection]:  # fmt: skip
         import torch
 
         probs = logits.sigmoid()  # (boxes, tokens)
@@ -231,7 +233,8 @@ class GroundingDinoDetector:
         else:
             order = torch.argsort(scores, descending=True, stable=True)
         order = order[: self.max_det]
-        return [Detection(box=tuple(float(v) for v in cand[j]), label=queries[int(labels[j])], score=float(scores[j])) for j in order]
+        return [Detection(box=tuple(float(v) for v in cand[j]), label=queries[int(labels[j])], score=float(scores[j]))
+                for j in order]  # fmt: skip
 
 
 def tiny_bert_tokenizer() -> Any:

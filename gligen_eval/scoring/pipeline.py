@@ -855,7 +855,8 @@ def _comp_clip(cfg: RunConfig, clip_scorer: Any, *, device: str) -> Any:
 
 
 def _score_comp(rd: store.RunDir, cfg: RunConfig, layouts: Sequence[Layout], p: DetectorPass, detections: dict,
-                records: Sequence[InstanceRecord], clip_scorer: Any, scorers: dict[str, Any], *, device: str) -> dict[str, Any]:  # fmt: skip
+                records: Sequence[InstanceRecord], clip_scorer: Any, scorers: dict[str, Any], *,
+                device: str) -> dict[str, Any]:  # fmt: skip
     """``comp/`` (and ``mig/``) keys; one row per image in ``comp.jsonl``."""
     from gligen_eval.config import comp_options
     from gligen_eval.scoring import compositional as comp
