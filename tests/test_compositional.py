@@ -251,6 +251,15 @@ def test_score_compositional_on_cached_detections(tmp_path):
     assert "comp/color_acc_clip" not in m  # no CLIP judge
     assert m["mig/ISR"] == 0.5 and m["mig/mIoU"] == 0.5 and m["mig/L2/ISR"] == 0.5  # the dog's colour fails: IoU 0
     assert rows[0]["sample_key"] == "s1" and len(rows[0]["colors"]) == 2
+    assert rows[0]["mig"] == [{"object": 0, "iou": 1.0, "success": True, "value": 1.0},
+                              {"object": 1, "iou": 0.5, "success": False, "value": 0.0}]  # fmt: skip
+    # pooled means over layouts reproduce the keys; intervals (one layout: every draw is it) hold them
+    values = comp.layout_values(rows)
+    for key in ("comp/count_acc", "comp/relation_acc", "comp/color_acc_hsv", "mig/ISR", "mig/mIoU"):
+        assert sum(values[key]["L"]) / len(values[key]["L"]) == m[key]
+    ci = comp.intervals(rows, list(m), n_boot=50, alpha=0.05, seed=0)
+    assert ci["comp/color_acc_hsv/lo"] == ci["comp/color_acc_hsv/hi"] == 0.5
+    assert "comp/count_f1/lo" not in ci and "mig/L2/ISR/lo" not in ci
 
 
 def test_comp_config_section():

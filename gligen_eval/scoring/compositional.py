@@ -33,7 +33,9 @@ an instance succeeds when its best same-class IoU (the per-instance records) is 
 Objects whose phrase names no colour of the HSV table pass the colour part.
 
 A key is left out when nothing in the run can be checked for it (no coloured phrase, no pair).
-One row per image goes to ``comp.jsonl``.
+One row per image goes to ``comp.jsonl``; with ``scoring.bootstrap`` the pooled-mean keys
+(``count_acc``, ``relation_acc``, the colour rates, ``mig/ISR``, ``mig/mIoU``) get percentile
+intervals over layouts (:func:`intervals`).
 """
 
 from __future__ import annotations
@@ -344,6 +346,42 @@ def color_rows(image: "Image.Image", layout: Layout, options: CompOptions,
 # the pass
 
 
+def layout_values(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, list[float]]]:
+    """Per key, per layout, the 0/1 (or IoU) values whose pooled mean is the key, from ``comp.jsonl``
+    rows: what the bootstrap over layouts resamples (the counting precision, recall and F1 are
+    ratios of sums and get no interval)."""
+    out: dict[str, dict[str, list[float]]] = {}
+
+    def add(key: str, lid: str, values: Iterable[Any]) -> None:
+        vals = [float(v) for v in values if v is not None]
+        if vals:
+            out.setdefault(key, {}).setdefault(lid, []).extend(vals)
+
+    for r in rows:
+        lid = r["layout_id"]
+        add("comp/count_acc", lid, (c["expected"] == c["detected"] for c in r["counts"]))
+        add("comp/relation_acc", lid, (x["holds"] for x in r["relations"]))
+        add("comp/color_acc_hsv", lid, (x["hsv_ok"] for x in r["colors"]))
+        add("comp/color_acc_clip", lid, (x["clip_ok"] for x in r["colors"]))
+        add("mig/ISR", lid, (x["success"] for x in r.get("mig", ())))
+        add("mig/mIoU", lid, (x["value"] for x in r.get("mig", ())))
+    return out
+
+
+def intervals(rows: Iterable[Mapping[str, Any]], keys: Iterable[str], *, n_boot: int, alpha: float,
+              seed: int) -> dict[str, float]:  # fmt: skip
+    """``<key>/lo`` ``<key>/hi`` percentile intervals over layouts for the pooled-mean ``keys``."""
+    from gligen_eval.scoring import stats
+
+    values = layout_values(rows)
+    out: dict[str, float] = {}
+    for key in keys:
+        if key in values:
+            lo, hi = stats.bootstrap_ci(values[key], "pooled_mean", n_boot=n_boot, alpha=alpha, seed=seed)
+            out.update(stats.ci_keys(key, lo, hi))
+    return out
+
+
 def _rate(values: Iterable[Any]) -> float | None:
     vals = [bool(v) for v in values if v is not None]
     return sum(vals) / len(vals) if vals else None
@@ -386,12 +424,18 @@ def score_compositional(
         counts += c_rows
         relations += r_rows
         colors += k_rows
+        row = {"sample_key": s.sample_key, "layout_id": s.layout_id, "seed": s.seed, "counts": c_rows,
+               "relations": r_rows, "colors": k_rows}  # fmt: skip
         if options.mig:
             ok = {r["object"]: r["hsv_ok"] is not False for r in k_rows}
+            row["mig"] = []
             for i in range(len(lay.objects)):
-                mig_items.append((len(lay.objects), best_iou.get((s.sample_key, i), 0.0), ok.get(i, True)))
-        rows.append({"sample_key": s.sample_key, "layout_id": s.layout_id, "seed": s.seed, "counts": c_rows,
-                     "relations": r_rows, "colors": k_rows})  # fmt: skip
+                item = (len(lay.objects), best_iou.get((s.sample_key, i), 0.0), ok.get(i, True))
+                mig_items.append(item)
+                reached = item[1] >= options.mig_iou
+                row["mig"].append({"object": i, "iou": item[1], "success": reached and item[2],
+                                   "value": 0.0 if reached and not item[2] else item[1]})  # fmt: skip
+        rows.append(row)
     out: dict[str, float] = {f"comp/{k}": v for k, v in count_metrics(counts).items()}
     extra = {"comp/relation_acc": _rate(r["holds"] for r in relations),
              "comp/color_acc_hsv": _rate(r["hsv_ok"] for r in colors),

@@ -869,6 +869,9 @@ def _score_comp(rd: store.RunDir, cfg: RunConfig, layouts: Sequence[Layout], p: 
     judge = comp.ClipColorJudge(clip, options.colors) if clip is not None else None
     out, rows = comp.score_compositional(rd.root, layouts, p.samples, detections, records, options, judge=judge)
     store.write_jsonl(rd.path(comp.COMP_ROWS), rows)
+    sc = cfg.scoring
+    if sc.bootstrap:
+        out.update(comp.intervals(rows, list(out), n_boot=sc.bootstrap, alpha=1.0 - sc.ci_level, seed=sc.bootstrap_seed))
     scorers["comp"] = {"detector": p.info["fingerprint"], "clip": judge.fingerprint() if judge else None,
                        **dataclasses.asdict(options)}  # fmt: skip
     return out
