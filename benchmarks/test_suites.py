@@ -86,3 +86,15 @@ def test_inpainting(gligen_run):
     assert m["inpaint/outside_psnr"] > 0
     rows = [json.loads(r) for r in (gligen_run.run_dir / "samples.jsonl").read_text().splitlines()]
     assert all(r["extra"]["modality"] == "inpaint-text-box" and r["extra"]["outside_psnr"] > 0 for r in rows)
+
+
+@pytest.mark.gligen(config=suite_config("smoke-coco-mig.yaml", "coco-mig.yaml"), name="coco-mig",
+                    min=thresholds({"mig/ISR": 0.1, "mig/mIoU": 0.1}))  # fmt: skip
+def test_coco_mig(gligen_run):
+    from gligen_eval.scoring.compositional import COMP_KEYS, MIG_KEYS
+
+    m = gligen_run.metrics
+    assert set(COMP_KEYS + MIG_KEYS) <= set(m)
+    _in_unit_interval(m, COMP_KEYS + MIG_KEYS)
+    rows = (gligen_run.run_dir / "comp.jsonl").read_text().splitlines()
+    assert len(rows) == m["n_samples"]

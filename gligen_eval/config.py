@@ -148,6 +148,11 @@ class DetectorConfig:
     batch_size: int = 16
     kpt_conf: float = 0.5
     """Pose models: a keypoint counts as present at or above this confidence."""
+    text_threshold: float = 0.25
+    """Grounding DINO: lowest phrase score of a box's label (its box threshold is ``conf``)."""
+    prompts: Literal["phrases", "categories"] = "phrases"
+    """Grounding DINO: ask for the layout's phrases or for the objects' classes (COCO-MIG asks for ``dog``,
+    not ``a red dog``)."""
     label_mode: Literal["argmax", "all"] = "argmax"
     """Open-vocabulary detectors: one phrase per box (``argmax``) or every box x phrase pair (``all``)."""
     name: str | None = None
@@ -282,6 +287,31 @@ class QualityConfig:
 
 
 @dataclass
+class CompConfig:
+    """Compositional checks on the detector's detections (:mod:`gligen_eval.scoring.compositional`)."""
+
+    enabled: bool = False
+    """Counts, spatial relations and colours: ``comp/count_acc`` ``comp/count_f1`` ``comp/relation_acc``
+    ``comp/color_acc_hsv`` ``comp/color_acc_clip``."""
+    margin: float = 0.05
+    """Two layout boxes imply a relation when their centres differ by more than this fraction of the image."""
+    min_score: float | None = None
+    """Detections counted as present at or above this score; default ``scoring.instance_min_score``."""
+    hsv_min_share: float = 0.2
+    """A colour passes the HSV check when at least this share of the box's pixels is in its range (COCO-MIG)."""
+    colors: list[str] = field(default_factory=lambda: ["red", "yellow", "green", "blue", "white", "black", "brown",
+                                                       "pink", "purple", "orange", "gray"])  # fmt: skip
+    """Colour vocabulary of the CLIP zero-shot check (and the colour words looked for in phrases)."""
+    clip: bool = True
+    """Also check colours by CLIP zero-shot (``comp/color_acc_clip``)."""
+    clip_model: str | None = None
+    """CLIP model of the colour check; default ``clip.model`` (``tiny`` for offline smoke runs)."""
+    mig: bool = False
+    """COCO-MIG instance success and mIoU per level (``mig/ISR`` ``mig/mIoU`` ``mig/L{2..6}/*``)."""
+    mig_iou: float = 0.5
+
+
+@dataclass
 class SweepConfig:
     tau: list[float] = field(default_factory=list)
     """Scheduled-sampling sweep: one sub-run per τ over the same layouts and seeds (empty: no sweep).
@@ -308,6 +338,7 @@ class RunConfig:
     clip: ClipConfig = field(default_factory=ClipConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     """FD-DINOv2, CMMD, precision/recall/density/coverage, PickScore (all off by default)."""
+    comp: CompConfig = field(default_factory=CompConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -519,7 +550,7 @@ def validate(cfg: RunConfig) -> None:
 
 
 #: Sections that only change how images are scored, never which images are generated.
-SCORING_SECTIONS: tuple[str, ...] = ("detector", "scoring", "pose", "extra_detectors", "fid", "clip", "quality")
+SCORING_SECTIONS: tuple[str, ...] = ("detector", "scoring", "pose", "extra_detectors", "fid", "clip", "quality", "comp")
 
 
 def _validate_scoring(cfg: RunConfig) -> None:
@@ -559,6 +590,11 @@ def _validate_scoring(cfg: RunConfig) -> None:
     if not c.model.strip():
         raise ConfigError("config key 'clip.model' must name a model ('tiny', a local folder or a hub id)")
     _validate_quality(cfg.quality)
+    if cfg.comp.enabled:
+        try:
+            comp_options(cfg)
+        except ConfigError as e:
+            raise ConfigError(f"config section 'comp': {e}") from None
 
 
 def _validate_quality(q: QualityConfig) -> None:
@@ -578,3 +614,13 @@ def _validate_quality(q: QualityConfig) -> None:
         raise ConfigError(f"config key 'quality.prdc.k' must be >= 1, got {q.prdc.k}")
     if not q.cmmd.sigma > 0:
         raise ConfigError(f"config key 'quality.cmmd.sigma' must be > 0, got {q.cmmd.sigma}")
+
+
+def comp_options(cfg: RunConfig) -> Any:
+    """The :class:`~gligen_eval.scoring.compositional.CompOptions` of ``cfg.comp``."""
+    from gligen_eval.scoring.compositional import CompOptions
+
+    c = cfg.comp
+    min_score = cfg.scoring.instance_min_score if c.min_score is None else c.min_score
+    return CompOptions(margin=c.margin, min_score=min_score, hsv_min_share=c.hsv_min_share, colors=tuple(c.colors),
+                       mig=c.mig, mig_iou=c.mig_iou)  # fmt: skip

@@ -24,6 +24,9 @@ COCO_KEYPOINT_NAMES = (
     "left_knee", "right_knee", "left_ankle", "right_ankle",
 )  # fmt: skip
 
+RELATIONS = ("left", "right", "above", "below")
+"""Spatial relations a layout can state between two of its objects (image coordinates, y down)."""
+
 Keypoint = tuple[float, float, int]  # normalized x, y and COCO visibility (0 absent, 1 occluded, 2 visible)
 
 
@@ -139,6 +142,9 @@ class Layout:
     ``width``/``height`` are the size of the source image the layout came from (if any);
     ``image_path`` points at that real image (used for the real-image ceiling);
     ``condition_map`` at a given spatial condition map (hed/canny/depth/normal/sem models).
+    ``relations`` holds the spatial relations the source states, ``(subject index, relation,
+    object index)`` with relation one of :data:`RELATIONS` (``(0, "left", 1)``: object 0 is left of
+    object 1); scoring only, so not part of :meth:`content_hash`.
     """
 
     layout_id: str
@@ -149,6 +155,7 @@ class Layout:
     image_path: str | None = None
     source: str | None = None
     condition_map: str | None = None
+    relations: tuple[tuple[int, str, int], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.layout_id, str) or not self.layout_id:
@@ -170,6 +177,14 @@ class Layout:
         for name in ("image_path", "source"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise ValueError(f"Layout.{name} must be a string, got {_short(getattr(self, name))} (layout {lid})")
+        rels = []
+        for r in self.relations:
+            if len(r) != 3 or r[1] not in RELATIONS or not all(isinstance(i, int) and 0 <= i < len(objs) for i in (r[0], r[2])) \
+                    or r[0] == r[2]:  # fmt: skip
+                raise ValueError(f"Layout.relations: {r!r} must be (subject index, one of {list(RELATIONS)}, another "
+                                 f"object index) (layout {lid})")  # fmt: skip
+            rels.append((int(r[0]), str(r[1]), int(r[2])))
+        object.__setattr__(self, "relations", tuple(rels))
 
     @property
     def phrases(self) -> list[str]:
@@ -185,6 +200,8 @@ class Layout:
         for k in ("width", "height", "image_path", "source", "condition_map"):
             if getattr(self, k) is not None:
                 d[k] = getattr(self, k)
+        if self.relations:
+            d["relations"] = [list(r) for r in self.relations]
         return d
 
     @classmethod
@@ -195,6 +212,7 @@ class Layout:
             raise ValueError(f"Layout: unknown field(s) {sorted(unknown)}")
         kw = dict(d)
         kw["objects"] = tuple(GroundedObject.from_dict(o) for o in d.get("objects", ()))
+        kw["relations"] = tuple(tuple(r) for r in d.get("relations", ()))
         return cls(**kw)
 
     def content_hash(self) -> str:
@@ -202,6 +220,7 @@ class Layout:
         d = self.to_dict()
         d.pop("image_path", None)
         d.pop("source", None)
+        d.pop("relations", None)
         return stable_hash(d)
 
 

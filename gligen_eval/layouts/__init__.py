@@ -15,6 +15,8 @@ NSR-1K ``*.val.json``       LayoutGPT NSR-1K counting / spatial → :func:`load_
 ``gpt_generated_box*.json`` HRS / DrawBench GPT layouts → :func:`load_hrs`
 image folder / ``*.jsonl``  rows ``{id, caption, image, map?, boxes?}`` (spatial maps) → :func:`load_image_folder`
 ADE20K folder               ``images/`` + ``annotations/`` (+ ``captions=``), sem layouts → :func:`load_ade20k`
+``coco-mig:PATH``           COCO-MIG-style layouts from COCO instances → :func:`load_coco_mig`
+``sample-mig``              the same from the bundled sample
 ==========================  ==========================================================================
 
 Other ``.json`` names are recognised by their content. ``KIND:PATH`` (e.g. ``lvis:/data/val.json``)
@@ -43,6 +45,7 @@ from typing import Any, Callable, Sequence
 from gligen_eval.errors import ConfigError, InputError
 from gligen_eval.layouts.coco import load_coco, load_coco_keypoints, read_captions
 from gligen_eval.layouts.ade20k import is_ade20k_root, load_ade20k
+from gligen_eval.layouts.coco_mig import load_coco_mig
 from gligen_eval.layouts.common import DEFAULT_MAX_PERSONS, LayoutWarning, caption_from_phrases, limit_persons, subsample
 from gligen_eval.layouts.external import hrs_subset, load_hrs, load_nsr1k
 from gligen_eval.layouts.images import load_image_folder, sniff_jsonl_kind
@@ -66,6 +69,11 @@ def load_sample_keypoints(**options: Any) -> list[Layout]:
     return load_coco_keypoints(SAMPLE_KEYPOINTS, SAMPLE_CAPTIONS, id_prefix="sample-kp", **options)
 
 
+def load_sample_mig(**options: Any) -> list[Layout]:
+    """The bundled sample as COCO-MIG-style layouts (ids ``mig-<image_id>``)."""
+    return load_coco_mig(SAMPLE_INSTANCES, **options)
+
+
 SOURCE_KINDS: dict[str, Callable[..., list[Layout]]] = {
     "coco": load_coco,
     "coco-keypoints": load_coco_keypoints,
@@ -75,24 +83,26 @@ SOURCE_KINDS: dict[str, Callable[..., list[Layout]]] = {
     "hrs": load_hrs,
     "images": load_image_folder,
     "ade20k": load_ade20k,
+    "coco-mig": load_coco_mig,
 }
 """Readers of layout files, by kind (``KIND:PATH`` selects one explicitly)."""
 
 BUILTIN_SOURCES: dict[str, Callable[..., list[Layout]]] = {
     "sample": load_sample,
     "sample-keypoints": load_sample_keypoints,
+    "sample-mig": load_sample_mig,
 }
 
 FOLDER_KINDS = ("images", "ade20k")
 """Kinds whose source may be a folder."""
 
 _SHARED_DEFAULTS: dict[str, Any] = {"seed": 0, "max_objects": 30, "min_area": 0.0, "skip_crowd": True}
-_FIXED = {"sample": {"instances_path", "captions_path", "keypoints_path", "id_prefix"},
+_FIXED = {"sample": {"instances_path", "captions_path", "keypoints_path", "id_prefix"}, "sample-mig": {"id_prefix"},
           "sample-keypoints": {"person_keypoints_path", "captions_path", "id_prefix"}}  # fmt: skip
 
 
 def _accepted(kind: str, fn: Callable[..., Any]) -> set[str]:
-    target = {"sample": load_coco, "sample-keypoints": load_coco_keypoints}.get(kind, fn)
+    target = {"sample": load_coco, "sample-keypoints": load_coco_keypoints, "sample-mig": load_coco_mig}.get(kind, fn)
     params = inspect.signature(target).parameters
     names = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
     return set(names[1:]) - _FIXED.get(kind, set())  # the first parameter is the path
@@ -271,6 +281,7 @@ __all__ = [
     "limit_persons",
     "load_coco",
     "load_coco_keypoints",
+    "load_coco_mig",
     "load_hrs",
     "load_image_folder",
     "load_jsonl",

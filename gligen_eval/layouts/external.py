@@ -17,6 +17,14 @@ article and a trailing instance number (``"cat"``, ``"a Dog"``, ``"car 2"``), ge
 detector does not score them (:func:`gligen_eval.scoring.pipeline.check_detector_classes`). Boxes
 that overshoot the canvas are clipped to it (one warning counts them).
 
+Stated relations (``Layout.relations``, what the spatial checks of scoring use): NSR-1K spatial
+records carry ``relation`` (``left``, ``right``, ``top`` → ``above``, ``bottom`` → ``below``; ``next to``
+states no direction and is left out) between ``obj1`` and ``obj2``. HRS spatial subsets (file names
+with ``spatial``) state it in the prompt: the first object of the prompt is the subject, and each
+relation phrase (``on the left of``, ``on the right of``, ``above``/``over``/``on top of``/``on``,
+``below``/``under``/``beneath``/``underneath``) relates it to the first object named after it
+(``"a banana above a dog and on a horse"``: banana above dog, banana above horse).
+
 The caption is the prompt. Objects keep their order in the file. Selection (``min_area``,
 ``max_objects`` keeping the largest boxes, ``limit``/``seed``) follows :mod:`gligen_eval.layouts.common`. These files are third-party and contain known defects
 (e.g. HRS counting has boxes with two numbers and empty boxes), so by default a bad object is
@@ -84,8 +92,10 @@ def _finish(
     limit: int | None,
     seed: int,
     canvas_note: str = "",
+    stated: Mapping[str, Sequence[tuple[str, str, str]]] | None = None,
 ) -> list[Layout]:
-    """rows: (layout_id, caption, objects, source, record) → selected layouts."""
+    """rows: (layout_id, caption, objects, source, record) → selected layouts; ``stated``: layout id →
+    relations ``(subject source_id, relation, object source_id)``, kept where both objects are."""
     issues.max_objects = max_objects
     layouts = []
     seen: dict[str, str] = {}
@@ -99,7 +109,9 @@ def _finish(
         if not objects:
             issues.no_layout += 1
             continue
-        layouts.append(Layout(layout_id=lid, caption=caption, objects=tuple(objects), source=source))
+        index = {o.source_id: i for i, o in enumerate(objects)}
+        rels = tuple((index[a], rel, index[b]) for a, rel, b in (stated or {}).get(lid, ()) if a in index and b in index)
+        layouts.append(Layout(layout_id=lid, caption=caption, objects=tuple(objects), source=source, relations=rels))
     issues.flush(canvas_note)
     return subsample(layouts, limit, seed)
 
@@ -147,6 +159,7 @@ def _nsr_from_data(data: Any, path: str, *, max_objects, min_area, limit, seed, 
         raise InputError(f"expected a JSON list of NSR-1K records, got {type(data).__name__}", path=path)
     issues = _Issues(path, on_invalid)
     rows = []
+    stated: dict[str, list[tuple[str, str, str]]] = {}
     for i, rec in enumerate(data):
         where = f"id {rec['id']}" if isinstance(rec, Mapping) and "id" in rec else f"record {i}"
         if not isinstance(rec, Mapping):
@@ -179,8 +192,14 @@ def _nsr_from_data(data: Any, path: str, *, max_objects, min_area, limit, seed, 
                 issues(f"object {j} ({name}): {problem}", where)
                 continue
             objects.append(GroundedObject(phrase=name, box=box, category=name, source_id=f"{rec['id']}:{j}"))
+        rel = _NSR_RELATIONS.get(str(rec.get("relation", "")).strip().lower()) if kind == "spatial" else None
+        if rel is not None:
+            stated[f"nsr1k-{kind}-{rec['id']}"] = [(f"{rec['id']}:0", rel, f"{rec['id']}:1")]
         rows.append((f"nsr1k-{kind}-{rec['id']}", " ".join(rec["prompt"].split()), objects, f"nsr1k/{kind}", where))
-    return _finish(rows, issues, max_objects=max_objects, min_area=min_area, limit=limit, seed=seed)
+    return _finish(rows, issues, max_objects=max_objects, min_area=min_area, limit=limit, seed=seed, stated=stated)
+
+
+_NSR_RELATIONS = {"left": "left", "right": "right", "top": "above", "above": "above", "bottom": "below", "below": "below"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,6 +253,7 @@ def _hrs_from_data(data: Any, path: str, *, canvas, max_objects, min_area, limit
         raise InputError(f"expected a JSON object mapping prompts to [[phrases], [boxes]], got {type(data).__name__}", path=path)
     issues = _Issues(path, on_invalid)
     rows = []
+    stated: dict[str, list[tuple[str, str, str]]] = {}
     for prompt, value in data.items():
         where = f"prompt {prompt!r}"
         if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, list) for v in value)):
@@ -261,6 +281,49 @@ def _hrs_from_data(data: Any, path: str, *, canvas, max_objects, min_area, limit
             box = clip_xyxy_norm(xyxy_abs_to_xyxy_norm((cx0, cy0, cx1, cy1), canvas, canvas))
             objects.append(GroundedObject(phrase=name, box=box, category=coco_class_of_phrase(name), source_id=str(j)))
         caption = " ".join(str(prompt).split())
-        rows.append((f"hrs-{subset}-{stable_hash(prompt, length=12)}", caption, objects, f"hrs/{subset}", where))
+        lid = f"hrs-{subset}-{stable_hash(prompt, length=12)}"
+        if "spatial" in subset:
+            stated[lid] = [(objects[a].source_id, rel, objects[b].source_id)
+                           for a, rel, b in prompt_relations(caption, [o.phrase for o in objects])]  # fmt: skip
+        rows.append((lid, caption, objects, f"hrs/{subset}", where))
     return _finish(rows, issues, max_objects=max_objects, min_area=min_area, limit=limit, seed=seed,
-                   canvas_note=f"{canvas:g}x{canvas:g} canvas")  # fmt: skip
+                   canvas_note=f"{canvas:g}x{canvas:g} canvas", stated=stated)  # fmt: skip
+
+
+_PROMPT_RELATIONS = (
+    ("on the left of", "left"), ("to the left of", "left"), ("left of", "left"),
+    ("on the right of", "right"), ("to the right of", "right"), ("right of", "right"),
+    ("on top of", "above"), ("above", "above"), ("over", "above"), ("on", "above"),
+    ("underneath", "below"), ("beneath", "below"), ("below", "below"), ("under", "below"),
+)  # fmt: skip
+
+
+def prompt_relations(prompt: str, phrases: Sequence[str]) -> list[tuple[int, str, int]]:
+    """The relations a spatial prompt states between its objects, ``(subject index, relation, object
+    index)``: the object named first is the subject, each relation phrase relates it to the first
+    object named after that phrase (whole words, case-insensitive)."""
+    text = prompt.lower()
+    found: list[tuple[int, int]] = []  # (position, object index) of each object's first mention
+    for i, ph in enumerate(phrases):
+        m = re.search(r"\b" + re.escape(ph.lower()) + r"s?\b", text)
+        if m is not None:
+            found.append((m.start(), i))
+    if len(found) < 2:
+        return []
+    found.sort()
+    subject = found[0][1]
+    taken: list[tuple[int, int]] = []
+    hits: list[tuple[int, tuple[int, str, int]]] = []
+    for words, rel in _PROMPT_RELATIONS:  # longest phrases first: "on the left of" before "on"
+        for m in re.finditer(r"\b" + re.escape(words) + r"\b", text):
+            if any(a < m.end() and m.start() < b for a, b in taken):
+                continue
+            taken.append((m.start(), m.end()))
+            after = [i for pos, i in found if pos >= m.end() and i != subject]
+            if after:
+                hits.append((m.start(), (subject, rel, after[0])))
+    out: list[tuple[int, str, int]] = []
+    for _, r in sorted(hits):  # in the order the prompt states them
+        if r not in out:
+            out.append(r)
+    return out

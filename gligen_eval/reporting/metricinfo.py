@@ -59,6 +59,13 @@ def higher_is_better(key: str) -> bool:
     return head not in _LOWER_IS_BETTER and not base_key(key).startswith(tuple(f"{k}_" for k in _LOWER_IS_BETTER))
 
 
+def _comp_keys() -> tuple[str, ...]:
+    """Compositional keys (all higher is better): ``comp/`` counts, relations, colours, then COCO-MIG ``mig/``."""
+    from gligen_eval.scoring.compositional import COMP_KEYS, MIG_KEYS
+
+    return COMP_KEYS + MIG_KEYS
+
+
 def _rank(key: str) -> tuple:
     if key.startswith("box/") and key[4:] in BOX_KEYS:
         return (0, BOX_KEYS.index(key[4:]), key)
@@ -72,13 +79,15 @@ def _rank(key: str) -> tuple:
     if cond is not None:  # generated first, then the real-image ceiling
         names = _cond_names()
         return (3, 100 + names.index(cond) + (len(names) if key.startswith("cond/real/") else 0), key)
+    if key in _comp_keys():
+        return (3, 1000 + _comp_keys().index(key), key)
     return (4, 0, key)
 
 
 def order_metrics(keys: Iterable[str]) -> list[str]:
     """``box/`` COCO keys (``summarize()`` order), ``box/mIoU`` and ``box/success``, ``kp/`` COCO keys,
     then FID, KID and CLIP, then the ``cond/`` keys (``scoring.condition.METRIC_NAMES`` order,
-    ``cond/real/`` after them), then the rest by name."""
+    ``cond/real/`` after them), then the ``comp/`` and ``mig/`` keys, then the rest by name."""
     return sorted(set(keys), key=_rank)
 
 

@@ -60,6 +60,7 @@ _REGISTRY: dict[str, str] = {
     "yolo": "gligen_eval.scoring.detectors:YoloDetector",
     "yolo-pose": "gligen_eval.scoring.detectors:YoloPoseDetector",
     "owlv2": "gligen_eval.scoring.openvocab:OwlDetector",
+    "grounding-dino": "gligen_eval.scoring.grounding_dino:GroundingDinoDetector",
 }
 
 

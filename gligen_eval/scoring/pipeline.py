@@ -32,6 +32,10 @@ What runs, each part only when configured (metric keys in brackets):
   condition re-extracted from each image against the layout's input condition, one row per image
   in ``cond.jsonl`` (:mod:`gligen_eval.scoring.consistency`) [``cond/<name>``, e.g. ``cond/canny_f1``],
   and the same on the layouts' real images where they exist [``cond/real/<name>``].
+* ``comp`` -- counts, spatial relations and colours on ``detector``'s cached detections, COCO-MIG
+  with ``comp.mig`` (:mod:`gligen_eval.scoring.compositional`) [``comp/count_acc`` ``comp/count_f1``
+  ``comp/relation_acc`` ``comp/color_acc_hsv`` ``comp/color_acc_clip``, ``mig/ISR`` ``mig/mIoU``
+  ``mig/L{2..6}/*``], one row per image in ``comp.jsonl``.
 * ``scoring.bootstrap`` -- percentile intervals over layouts (seeded) [``<key>/lo``, ``<key>/hi``] for
   ``box/AP`` and ``kp/AP`` (``scoring.bootstrap_ap`` draws, see :mod:`gligen_eval.scoring.resample`;
   per-image matches from hotcoco re-accumulated per draw, whatever ``scoring.backend``), ``box/mIoU``,
@@ -157,6 +161,10 @@ def build_scoring_detector(cfg: DetectorConfig, *, device: str) -> Any:
         from gligen_eval.scoring.openvocab import tiny_owlv2
 
         overrides["model"], overrides["processor"] = tiny_owlv2(seed=0)
+    if data.get("kind") == "grounding-dino" and data.get("weights") == "tiny":
+        from gligen_eval.scoring.grounding_dino import tiny_grounding_dino
+
+        overrides["model"], overrides["processor"] = tiny_grounding_dino(seed=0)
     return build_detector(data, device=device, **overrides)
 
 
@@ -775,6 +783,8 @@ def score_run(
             if lvis_source is None:
                 check_detector_classes(layouts, classes, f"{det.name} ({role})")
         phrases_of = (lambda s: by_id[s.layout_id].phrases) if takes else None
+        if takes and getattr(det, "prompts", "phrases") == "categories":  # ask for the classes, not the phrases
+            phrases_of = lambda s: list(dict.fromkeys(phrase_classes(by_id[s.layout_id]).values()))  # noqa: E731
         detect_missing(rd, gen, det, batch_size=dcfg.batch_size, dist=dist, progress=progress, desc=role,
                        phrases_of=phrases_of)  # fmt: skip
         real = real_samples([reals[lay.layout_id] for lay in real_lays], with_phrases=takes)
@@ -861,6 +871,10 @@ def score_run(
         metrics[f"box@{p.label}/success"] = xm[f"box@{p.label}/success"]
         metrics[f"agreement/{p.label}"] = agreement_rate(records, xev.records)
 
+    if cfg.comp.enabled:  # counts, relations and colours on the main detector's detections
+        metrics.update(_score_comp(rd, cfg, layouts, main, dets(main, main.samples), records, clip_scorer, scorers,
+                                   device=device))  # fmt: skip
+
     if clip_scores is not None:
         from gligen_eval.scoring.clip import clip_metrics
 
@@ -931,6 +945,39 @@ def _per_category_instances(records: Sequence[InstanceRecord]) -> dict[str, dict
     return aggregate_by_category(records)
 
 
+def _comp_clip(cfg: RunConfig, clip_scorer: Any, *, device: str) -> Any:
+    """The CLIP model of the colour check: the run's CLIP scorer when it is the same model."""
+    if not cfg.comp.clip:
+        return None
+    model = cfg.comp.clip_model or cfg.clip.model
+    if clip_scorer is not None and model == cfg.clip.model:
+        return clip_scorer
+    return build_clip_scorer(dataclasses.replace(cfg.clip, model=model), device=device)
+
+
+def _score_comp(rd: store.RunDir, cfg: RunConfig, layouts: Sequence[Layout], p: DetectorPass, detections: dict,
+                records: Sequence[InstanceRecord], clip_scorer: Any, scorers: dict[str, Any], *,
+                device: str) -> dict[str, Any]:  # fmt: skip
+    """``comp/`` (and ``mig/``) keys; one row per image in ``comp.jsonl``."""
+    from gligen_eval.config import comp_options
+    from gligen_eval.scoring import compositional as comp
+
+    by_id = {lay.layout_id: lay for lay in layouts}
+    if p.takes_phrases:
+        detections = {s.sample_key: relabel_phrases(detections[s.sample_key], by_id[s.layout_id]) for s in p.samples}
+    options = comp_options(cfg)
+    clip = _comp_clip(cfg, clip_scorer, device=device)
+    judge = comp.ClipColorJudge(clip, options.colors) if clip is not None else None
+    out, rows = comp.score_compositional(rd.root, layouts, p.samples, detections, records, options, judge=judge)
+    store.write_jsonl(rd.path(comp.COMP_ROWS), rows)
+    sc = cfg.scoring
+    if sc.bootstrap:
+        out.update(comp.intervals(rows, list(out), n_boot=sc.bootstrap, alpha=1.0 - sc.ci_level, seed=sc.bootstrap_seed))
+    scorers["comp"] = {"detector": p.info["fingerprint"], "clip": judge.fingerprint() if judge else None,
+                       **dataclasses.asdict(options)}  # fmt: skip
+    return out
+
+
 def _score_pose(p: DetectorPass, layouts: Sequence[Layout], dets: Callable, breakdowns: dict[str, Any], *,
                 backend: str, n_boot: int, alpha: float, seed: int) -> dict[str, Any]:  # fmt: skip
     result, gt, results = evaluate_keypoints(layouts, p.samples, dets(p, p.samples), backend=backend)
@@ -966,6 +1013,8 @@ def preflight(cfg: RunConfig, *, device: str, layouts: Sequence[Layout] | None =
         del det
     if cfg.clip.enabled:
         build_clip_scorer(cfg.clip, device=device)
+    if cfg.comp.enabled:
+        _comp_clip(cfg, None, device=device)
     if cfg.fid.enabled:
         build_fid_scorer(cfg.fid, device=device)
     from gligen_eval.scoring import quality_modern
@@ -987,6 +1036,10 @@ def uses_random_scoring_weights(cfg: RunConfig) -> bool:
     """Whether any scoring model of ``cfg`` has random weights (a ``.yaml`` detector, ``tiny`` CLIP/OWLv2/FID features)."""
     dets = [cfg.detector, *cfg.extra_detectors, *([cfg.pose] if cfg.pose is not None else [])]
     if any(d.weights.endswith((".yaml", ".yml")) or (d.kind == "owlv2" and d.weights == "tiny") for d in dets):
+        return True
+    if any(d.kind == "grounding-dino" and d.weights == "tiny" for d in dets):
+        return True
+    if cfg.comp.enabled and cfg.comp.clip and (cfg.comp.clip_model or cfg.clip.model) == "tiny":
         return True
     from gligen_eval.scoring.quality_modern import uses_random_weights
 
