@@ -89,7 +89,7 @@ def test_inpainting(gligen_run):
 
 
 @pytest.mark.gligen(config=suite_config("smoke-coco-mig.yaml", "coco-mig.yaml"), name="coco-mig",
-                    min=thresholds({"mig/ISR": 0.1, "mig/mIoU": 0.1}))  # fmt: skip
+                    set=modality("text-box"), min=thresholds({"mig/ISR": 0.1, "mig/mIoU": 0.1}))  # fmt: skip
 def test_coco_mig(gligen_run):
     from gligen_eval.scoring.compositional import COMP_KEYS, MIG_KEYS
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from gligen_eval.boxes import Box, validate_xyxy_norm
 
@@ -185,6 +185,16 @@ class Layout:
                                  f"object index) (layout {lid})")  # fmt: skip
             rels.append((int(r[0]), str(r[1]), int(r[2])))
         object.__setattr__(self, "relations", tuple(rels))
+
+    def keep_objects(self, keep: Iterable[int]) -> "Layout":
+        """This layout with only the objects at the indices ``keep`` (in their order); its stated
+        relations follow their objects, and a relation that loses one of them is dropped."""
+        import dataclasses
+
+        index = {old: new for new, old in enumerate(keep)}
+        objects = tuple(self.objects[i] for i in index)
+        relations = tuple((index[a], r, index[b]) for a, r, b in self.relations if a in index and b in index)
+        return dataclasses.replace(self, objects=objects, relations=relations)
 
     @property
     def phrases(self) -> list[str]:

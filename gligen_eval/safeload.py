@@ -271,11 +271,14 @@ def check_model_folder(folder: str | Path) -> None:
     """Check every weights pickle in a transformers/diffusers model folder with :func:`check_pickle`.
 
     Those libraries read ``.bin`` files with ``weights_only=True`` themselves; this makes the
-    guarantee ours, and the refusal a one-line error naming the file.
+    guarantee ours, and the refusal a one-line error naming the file. A diffusers pipeline folder
+    keeps its parts one level down (``unet/``, ``vae/``): those are checked too.
     """
-    for f in sorted(Path(folder).iterdir()):
-        if f.is_file() and f.suffix in PICKLE_SUFFIXES:
-            check_pickle(f)
+    root = Path(folder)
+    for d in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
+        for f in sorted(d.iterdir()):
+            if f.is_file() and f.suffix in PICKLE_SUFFIXES:
+                check_pickle(f)
 
 
 def unpickling_refusal(path: str | Path, error: BaseException) -> InputError:

@@ -359,6 +359,27 @@ def test_transformers_folders_refuse_crafted_weights(crafted_hf_folders):
     assert not marker.exists()
 
 
+def test_condition_extractor_folders_refuse_crafted_weights(crafted_hf_folders, tmp_path):
+    """Depth/sem/normal extractors from a local folder, a diffusers pipeline's parts one level down included."""
+    import shutil
+
+    import numpy as np
+
+    from gligen_eval.conditions import extract_conditions
+
+    folders, marker = crafted_hf_folders
+    image = np.zeros((32, 32, 3), np.uint8)
+    with pytest.raises(InputError) as e:
+        extract_conditions([image], "depth", depth_model=str(folders["clip"]))
+    _refusal(e.value, folders["clip"] / "pytorch_model.bin")
+    pipeline = tmp_path / "normals-pipeline"
+    shutil.copytree(folders["clip"], pipeline / "unet")
+    with pytest.raises(InputError) as e:
+        extract_conditions([image], "normal", normal_model=str(pipeline))
+    _refusal(e.value, pipeline / "unet" / "pytorch_model.bin")
+    assert not marker.exists()
+
+
 @pytest.fixture(scope="module")
 def tiny_sd_folder(tmp_path_factory):
     from gligen_eval.generation.loading import save_components

@@ -48,6 +48,9 @@ def _from_pretrained(what: str, key: str, ref: str, loaders: Sequence[Callable[.
     if looks_local and not p.is_dir():
         raise MissingWeightsError(f"{what} folder not found: {p} (set grounding.{key} to a model folder or a cached hub id)")
     if p.is_dir():
+        from gligen_eval.safeload import check_model_folder
+
+        check_model_folder(p)  # no weights pickle beyond tensors, whatever the library's own loader does
         try:
             return [load(str(p), local_files_only=True) for load in loaders]
         except (OSError, ValueError) as e:

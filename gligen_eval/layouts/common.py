@@ -121,13 +121,11 @@ def limit_persons(layouts: Sequence[Any], max_persons: int | None, where: str) -
         kept, _ = keep_largest(persons, lambda i: lay.objects[i].box, max_persons)
         keep = set(kept)
         only_persons = len(persons) == len(lay.objects)
-        objects = []
-        for i, o in enumerate(lay.objects):
-            if o.keypoints is None or i in keep:
-                objects.append(o)
-            elif not only_persons:
-                objects.append(replace(o, keypoints=None))
-        out.append(replace(lay, objects=tuple(objects)))
+        if only_persons:  # the extra persons go
+            out.append(lay.keep_objects(i for i in range(len(lay.objects)) if i in keep))
+        else:  # the extra persons stay as plain boxes
+            objects = [o if o.keypoints is None or i in keep else replace(o, keypoints=None) for i, o in enumerate(lay.objects)]
+            out.append(replace(lay, objects=tuple(objects)))
         changed += 1
     if changed:
         warn(f"{where}: {count_note(changed, 'layout')} had more than {max_persons} persons with keypoints; kept the "

@@ -54,7 +54,7 @@ def sniff_jsonl_kind(path: Path) -> str:
                     break
             else:
                 return "jsonl"
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return "jsonl"  # the jsonl reader reports the problem with its line number
     if isinstance(row, dict) and "objects" not in row and "caption" in row and ("image" in row or "map" in row):
         return "images"
@@ -109,8 +109,8 @@ def load_image_folder(
             continue
         try:
             row = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InputError(f"malformed JSON ({e})", path=str(src), record=rec) from None
+        except (ValueError, RecursionError) as e:  # malformed, not UTF-8, a number too long, nesting too deep
+            raise InputError(f"malformed JSON ({type(e).__name__}: {str(e)[:120]})", path=str(src), record=rec) from None
         if not isinstance(row, dict):
             raise InputError("expected a JSON object (one image row)", path=str(src), record=rec)
         unknown = sorted(set(row) - set(ROW_KEYS))

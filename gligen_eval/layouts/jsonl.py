@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
@@ -74,14 +73,14 @@ def load_jsonl(
                 raise InputError(f"layout id {layout.layout_id!r} is also on line {seen[layout.layout_id]}",
                                  path=str(path), record=rec)  # fmt: skip
             seen[layout.layout_id] = lineno
-            objects = [o for o in layout.objects if area_xyxy(o.box) >= min_area]
-            objects, cut = keep_largest(objects, lambda o: o.box, max_objects, reorder=False)
+            big = [i for i, o in enumerate(layout.objects) if area_xyxy(o.box) >= min_area]
+            kept, cut = keep_largest(big, lambda i: layout.objects[i].box, max_objects, reorder=False)
             truncated += cut
-            if not objects:
+            if not kept:
                 empty += 1
                 continue
-            if len(objects) != len(layout.objects) or cut:
-                layout = replace(layout, objects=tuple(objects))
+            if len(kept) != len(layout.objects) or cut:
+                layout = layout.keep_objects(kept)
             layouts.append(layout)
     if truncated:
         warn(f"{path}: {count_note(truncated, 'layout')} had more than {max_objects} objects; kept the {max_objects} largest boxes")

@@ -316,9 +316,13 @@ class _CocoStat:
             matches = None
         slot = len(self._runs)
         self._runs.append((matches, tuple(id(v) for v in lists), lists))
+        # build_eval_inputs numbers the images by sample key: each row's column is its place in that order
+        order = sorted(range(len(flat)), key=lambda i: str(flat[i][0]))
+        position = np.empty(len(flat), dtype=np.int64)
+        position[order] = np.arange(len(flat), dtype=np.int64)
         start = 0
         for v in lists:
-            self._columns[id(v)] = (slot, np.arange(start, start + len(v), dtype=np.int64))
+            self._columns[id(v)] = (slot, position[start : start + len(v)])
             start += len(v)
 
     def _fast_metrics(self, items: list[list[tuple]]) -> dict[str, float] | None:
@@ -332,7 +336,8 @@ class _CocoStat:
         matches, full_key, _ = self._runs[slot]
         if matches is None or tuple(id(x) for x in nonempty) == full_key:
             return None  # the point estimate: evaluated as the run scored it
-        return matches.summary(np.concatenate([f[1] for f in found]))  # type: ignore[index]
+        # in column order, as evaluating the drawn images would number them (copies side by side)
+        return matches.summary(np.sort(np.concatenate([f[1] for f in found]), kind="stable"))  # type: ignore[index]
 
     def metrics(self, items: list[list[tuple]]) -> dict[str, float]:
         from gligen_eval.scoring import coco
@@ -364,8 +369,10 @@ class _CocoStat:
         matches = self._runs[slots.pop()][0]
         if matches is None:
             return None
-        starts = np.asarray([f[1][0] if f is not None and f[1].size else 0 for f in found], dtype=np.int64)
-        lens = np.asarray([f[1].size if f is not None else 0 for f in found], dtype=np.int64)
+        per_item = [f[1] if f is not None else np.zeros(0, dtype=np.int64) for f in found]
+        flat = np.concatenate(per_item) if per_item else np.zeros(0, dtype=np.int64)
+        lens = np.asarray([c.size for c in per_item], dtype=np.int64)
+        starts = np.cumsum(lens) - lens
         memo: dict[bytes, dict[str, float]] = {}
 
         def on_draw(row: Any) -> dict[str, float]:
@@ -374,8 +381,8 @@ class _CocoStat:
             out = memo.get(key)
             if out is None:
                 ln = lens[row]
-                cols = np.arange(int(ln.sum()), dtype=np.int64) - np.repeat(np.cumsum(ln) - ln - starts[row], ln)
-                out = memo[key] = matches.summary(cols)
+                pos = np.arange(int(ln.sum()), dtype=np.int64) - np.repeat(np.cumsum(ln) - ln - starts[row], ln)
+                out = memo[key] = matches.summary(np.sort(flat[pos], kind="stable"))
             return out
 
         self._drawers[sig] = on_draw

@@ -282,8 +282,8 @@ def scored_layout(layout: Layout, classes: Iterable[str] | None) -> Layout:
     from gligen_eval.scoring.coco import object_class
 
     vocab = set(classes)
-    kept = tuple(o for o in layout.objects if object_class(o) in vocab)
-    return layout if len(kept) == len(layout.objects) else dataclasses.replace(layout, objects=kept)
+    kept = [i for i, o in enumerate(layout.objects) if object_class(o) in vocab]
+    return layout if len(kept) == len(layout.objects) else layout.keep_objects(kept)
 
 
 def check_detector_classes(layouts: Sequence[Layout], classes: Sequence[str] | None, detector: str, *,
