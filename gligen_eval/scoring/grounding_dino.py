@@ -32,21 +32,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Sequence
 
 from gligen_eval.errors import ConfigError
-from gligen_eval.records import Detection, stable_hash
+from gligen_eval.records import Detection
+from gligen_eval.scoring.openvocab import PhraseDetector, _unique
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from PIL import Image
-
-
-def _unique(phrases: Sequence[str]) -> list[str]:
-    seen: dict[str, None] = {}
-    for p in phrases:
-        if not isinstance(p, str):
-            raise ConfigError(f"phrases must be strings, got {p!r}")
-        if p.strip() and p not in seen:
-            seen[p] = None
-    return list(seen)
 
 
 def build_prompt(phrases: Sequence[str]) -> tuple[str, list[tuple[int, int]]]:
@@ -74,7 +65,7 @@ def phrase_token_masks(offsets: Sequence[Sequence[int]], spans: Sequence[tuple[i
     return mask
 
 
-class GroundingDinoDetector:
+class GroundingDinoDetector(PhraseDetector):
     """Grounding DINO zero-shot detector that looks for given phrases.
 
     Args:
@@ -93,8 +84,7 @@ class GroundingDinoDetector:
         model, processor: an already built model and processor (tests, :func:`tiny_grounding_dino`).
     """
 
-    task = "detect"
-    takes_phrases = True
+    kind_name = "Grounding DINO"
 
     def __init__(
         self,
@@ -160,32 +150,6 @@ class GroundingDinoDetector:
         return {"conf": self.conf, "text_threshold": self.text_threshold, "iou": self.iou, "max_det": self.max_det,
                 "phrases": self.phrases, "prompts": self.prompts}  # fmt: skip
 
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            from gligen_eval.scoring.quality import module_digest
-
-            self._fingerprint = stable_hash({"detector": self.name, "weights": module_digest(self.model), **self.settings()})
-        return self._fingerprint
-
-    def detect(self, images: list["Image.Image"],
-               phrases_per_image: Sequence[Sequence[str]] | None = None) -> list[list[Detection]]:  # fmt: skip
-        """Detections per image for that image's phrases (or the fixed vocabulary)."""
-        if phrases_per_image is None:
-            if self.phrases is None:
-                raise ConfigError("Grounding DINO needs phrases: pass phrases_per_image or build it with phrases=[...]")
-            queries = [list(self.phrases) for _ in images]
-        else:
-            if len(phrases_per_image) != len(images):
-                raise ValueError(f"{len(images)} images but {len(phrases_per_image)} phrase lists")
-            queries = [_unique(p) for p in phrases_per_image]
-        out: list[list[Detection]] = [[] for _ in images]
-        todo = [i for i, q in enumerate(queries) if q]
-        for k in range(0, len(todo), self.batch_size):
-            idx = todo[k : k + self.batch_size]
-            for i, dets in zip(idx, self._detect_batch([images[i] for i in idx], [queries[i] for i in idx])):
-                out[i] = dets
-        return out
-
     # -- work ----------------------------------------------------------------------------
 
     def _detect_batch(self, images: list["Image.Image"], queries: list[list[str]]) -> list[list[Detection]]:
@@ -225,16 +189,7 @@ class GroundingDinoDetector:
         xyxy = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1).clamp(0.0, 1.0)
         keep = (box_score >= self.conf) & (scores >= self.text_threshold) & (scores > 0)
         keep &= (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
-        cand, scores, labels = xyxy[keep], scores[keep], labels[keep]
-        if self.iou < 1.0 and len(scores):
-            from torchvision.ops import batched_nms
-
-            order = batched_nms(cand, scores, labels, self.iou)
-        else:
-            order = torch.argsort(scores, descending=True, stable=True)
-        order = order[: self.max_det]
-        return [Detection(box=tuple(float(v) for v in cand[j]), label=queries[int(labels[j])], score=float(scores[j]))
-                for j in order]  # fmt: skip
+        return self._ranked(xyxy[keep], scores[keep], labels[keep], queries)
 
 
 def tiny_bert_tokenizer() -> Any:

@@ -82,7 +82,58 @@ def _unique(phrases: Sequence[str]) -> list[str]:
     return list(seen)
 
 
-class OwlDetector:
+class PhraseDetector:
+    """What the detectors that are asked for each image's phrases share: the fingerprint, the
+    per-image queries and their batching, and the final ranking (per-phrase NMS, ``max_det``).
+    A subclass sets ``model``, ``name``, ``phrases``, ``iou``, ``max_det``, ``batch_size`` and
+    implements ``settings`` and ``_detect_batch(images, queries)``."""
+
+    task = "detect"
+    takes_phrases = True
+    kind_name = "the open-vocabulary detector"
+
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            from gligen_eval.scoring.quality import module_digest
+
+            self._fingerprint = stable_hash({"detector": self.name, "weights": module_digest(self.model), **self.settings()})
+        return self._fingerprint
+
+    def detect(self, images: list["Image.Image"], phrases_per_image: Sequence[Sequence[str]] | None = None) -> list[list[Detection]]:
+        """Detections per image for that image's phrases (or the fixed vocabulary)."""
+        if phrases_per_image is None:
+            if self.phrases is None:
+                raise ConfigError(f"{self.kind_name} needs phrases: pass phrases_per_image or build it with phrases=[...]")
+            queries = [list(self.phrases) for _ in images]
+        else:
+            if len(phrases_per_image) != len(images):
+                raise ValueError(f"{len(images)} images but {len(phrases_per_image)} phrase lists")
+            queries = [_unique(p) for p in phrases_per_image]
+        out: list[list[Detection]] = [[] for _ in images]
+        todo = [i for i, q in enumerate(queries) if q]
+        for k in range(0, len(todo), self.batch_size):
+            idx = todo[k : k + self.batch_size]
+            for i, dets in zip(idx, self._detect_batch([images[i] for i in idx], [queries[i] for i in idx])):
+                out[i] = dets
+        return out
+
+    def _ranked(self, cand: "torch.Tensor", scores: "torch.Tensor", labels: "torch.Tensor",
+                queries: list[str]) -> list[Detection]:  # fmt: skip
+        """The kept candidates (normalized xyxy) as detections: per-phrase NMS, best first, ``max_det``."""
+        import torch
+
+        if self.iou < 1.0 and len(scores):
+            from torchvision.ops import batched_nms
+
+            order = batched_nms(cand, scores, labels, self.iou)
+        else:
+            order = torch.argsort(scores, descending=True, stable=True)
+        order = order[: self.max_det]
+        return [Detection(box=tuple(float(v) for v in cand[j]), label=queries[int(labels[j])], score=float(scores[j]))
+                for j in order]  # fmt: skip
+
+
+class OwlDetector(PhraseDetector):
     """OWLv2 / OWL-ViT zero-shot detector that looks for given phrases.
 
     Args:
@@ -99,9 +150,6 @@ class OwlDetector:
         cache_dir: Hugging Face cache folder to look in (default: the standard one).
         model, processor: an already built model and processor (tests, :func:`tiny_owlv2`).
     """
-
-    task = "detect"
-    takes_phrases = True
 
     def __init__(
         self,
@@ -166,31 +214,6 @@ class OwlDetector:
         return {"conf": self.conf, "iou": self.iou, "max_det": self.max_det, "label_mode": self.label_mode,
                 "phrases": self.phrases}  # fmt: skip
 
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            from gligen_eval.scoring.quality import module_digest
-
-            self._fingerprint = stable_hash({"detector": self.name, "weights": module_digest(self.model), **self.settings()})
-        return self._fingerprint
-
-    def detect(self, images: list["Image.Image"], phrases_per_image: Sequence[Sequence[str]] | None = None) -> list[list[Detection]]:
-        """Detections per image for that image's phrases (or the fixed vocabulary)."""
-        if phrases_per_image is None:
-            if self.phrases is None:
-                raise ConfigError("the open-vocabulary detector needs phrases: pass phrases_per_image or build it with phrases=[...]")
-            queries = [list(self.phrases) for _ in images]
-        else:
-            if len(phrases_per_image) != len(images):
-                raise ValueError(f"{len(images)} images but {len(phrases_per_image)} phrase lists")
-            queries = [_unique(p) for p in phrases_per_image]
-        out: list[list[Detection]] = [[] for _ in images]
-        todo = [i for i, q in enumerate(queries) if q]
-        for k in range(0, len(todo), self.batch_size):
-            idx = todo[k : k + self.batch_size]
-            for i, dets in zip(idx, self._detect_batch([images[i] for i in idx], [queries[i] for i in idx])):
-                out[i] = dets
-        return out
-
     # -- work ----------------------------------------------------------------------------
 
     def _detect_batch(self, images: list["Image.Image"], queries: list[list[str]]) -> list[list[Detection]]:
@@ -221,15 +244,7 @@ class OwlDetector:
             box_idx, labels, scores = box_idx.reshape(-1), labels.reshape(-1), probs.reshape(-1)
         cand = xyxy[box_idx]
         keep = (scores >= self.conf) & (cand[:, 2] > cand[:, 0]) & (cand[:, 3] > cand[:, 1])
-        cand, scores, labels = cand[keep], scores[keep], labels[keep]
-        if self.iou < 1.0 and len(scores):
-            from torchvision.ops import batched_nms
-
-            order = batched_nms(cand, scores, labels, self.iou)
-        else:
-            order = torch.argsort(scores, descending=True, stable=True)
-        order = order[: self.max_det]
-        return [Detection(box=tuple(float(v) for v in cand[j]), label=queries[int(labels[j])], score=float(scores[j])) for j in order]
+        return self._ranked(cand[keep], scores[keep], labels[keep], queries)
 
 
 def tiny_owlv2(seed: int = 0, image_size: int = 32, hidden: int = 32) -> tuple[Any, Any]:
