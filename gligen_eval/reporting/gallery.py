@@ -38,6 +38,9 @@ GALLERY_CSS = """
 .imgbox .missing { width: 100%; aspect-ratio: 1; background: #eee; display: flex; align-items: center;
                    justify-content: center; color: var(--muted); }
 .side { flex: 1; min-width: 0; overflow-wrap: anywhere; }  /* long unbroken words wrap */
+.maps { flex: none; display: flex; flex-direction: column; gap: .3em; align-self: flex-start; width: 128px; }
+.maps figure { margin: 0; } .maps img { display: block; width: 100%; height: auto; image-rendering: pixelated; }
+.maps figcaption { font-size: .8em; color: var(--muted, #666); }
 .side table { font-size: .92em; }
 tr.hit td.state { color: var(--hit); font-weight: 600; }
 tr.miss td.state { color: var(--miss); font-weight: 600; }
@@ -112,6 +115,38 @@ def _image_src(path: Path, page_dir: Path, *, embed: bool, thumb_size: int) -> s
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _map_src(path: Path | None, modality: str, *, thumb_size: int) -> str | None:
+    """A condition map as an embedded PNG; ADE20K label maps (``sem``) in a fixed palette, so classes show."""
+    if path is None or not path.is_file():
+        return None
+    from PIL import Image
+
+    with pil_open(path) as im:
+        im = im.copy()
+    if modality == "sem" and im.mode == "L":
+        im = im.convert("P")
+        # a fixed, well-spread colour per label; 0 ("other") stays black
+        im.putpalette([0, 0, 0] + [c for k in range(1, 256) for c in ((k * 97) % 256, (k * 57 + 80) % 256,
+                                                                        (k * 151 + 160) % 256)])  # fmt: skip
+        im = im.convert("RGB")
+    im.thumbnail((thumb_size, thumb_size), Image.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _condition_figures(maps: tuple[Path | None, Path | None] | None, modality: str, *, thumb_size: int) -> str:
+    """The input condition and the condition re-extracted from the image, side by side (spatial runs)."""
+    if not maps:
+        return ""
+    figs = []
+    for src, label in ((_map_src(maps[0], modality, thumb_size=thumb_size), "input condition"),
+                       (_map_src(maps[1], modality, thumb_size=thumb_size), "re-extracted")):  # fmt: skip
+        if src:
+            figs.append(f'<figure><img src="{esc(src)}" alt="{label}"><figcaption>{label}</figcaption></figure>')
+    return f'<div class="maps">{"".join(figs)}</div>' if figs else ""
+
+
 def _rect(box: Sequence[float], w: int, h: int) -> str:
     x0, y0, x1, y1 = box
     return f'x="{x0 * w:.2f}" y="{y0 * h:.2f}" width="{max(0.0, (x1 - x0) * w):.2f}" height="{max(0.0, (y1 - y0) * h):.2f}"'
@@ -182,6 +217,7 @@ def render_gallery(run: RunData, page_dir: Path, *, max_samples: int = 200, max_
     samples = samples[:max_samples]
     categories = sorted({_category(i) for s in samples for i in insts_by.get(s.sample_key, [])})
 
+    cond_maps = run.condition_maps
     cards = []
     for s in samples:
         insts = sorted(insts_by.get(s.sample_key, []), key=lambda i: i.object_index)
@@ -216,6 +252,7 @@ def render_gallery(run: RunData, page_dir: Path, *, max_samples: int = 200, max_
         cards.append(
             f'<div class="card" data-inst="{esc(data_inst)}" data-sample="{esc(s.sample_key)}">'
             f'<div class="imgbox">{img}{_overlay(s, layout, insts, dets, COCO_SKELETON)}</div>'
+            f"{_condition_figures(cond_maps.get(s.sample_key), run.modality, thumb_size=thumb_size // 2)}"
             f'<div class="side"><p class="caption">{caption}</p>'
             f'<p class="muted">layout <code>{esc(s.layout_id)}</code> · seed {s.seed} · {n_hit}/{len(insts)} objects hit'
             f" · {esc(s.width)}x{esc(s.height)}</p>{inst_table}{det_table}</div></div>"

@@ -250,6 +250,17 @@ class RunData:
             path=str(self.path / store.DETECTIONS),
         )
 
+    @cached_property
+    def condition_maps(self) -> dict[str, tuple[Path | None, Path | None]]:
+        """{sample_key: (input condition map, map re-extracted from the image)} of a spatial run's
+        condition-consistency rows (files under ``cond_maps/``); empty for other runs."""
+        from gligen_eval.scoring.consistency import sample_rows
+
+        def path(rel: Any) -> Path | None:
+            return self.path / rel if isinstance(rel, str) and rel else None
+
+        return {k: (path(r.get("condition")), path(r.get("extracted"))) for k, r in sample_rows(self.path, self.manifest).items()}
+
     def image_path(self, sample: SampleRecord) -> Path:
         return self.path / sample.image
 

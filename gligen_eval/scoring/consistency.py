@@ -7,7 +7,8 @@ image's size, turned back into a 0–255 map) by :mod:`gligen_eval.scoring.condi
 
 * Rows: one per image in ``cond.jsonl``, keyed by (sample key, scorer fingerprint), with every
   ``cond/<name>`` value (``null`` where undefined) and the re-extracted map's file
-  (``cond_maps/<sample key>.png``, for galleries). Scoring again reuses every row; the pass works in
+  (``cond_maps/<sample key>.png``) and of the input condition it was compared with
+  (``cond_maps/input-<hash of layout and size>.png``), for galleries. Scoring again reuses every row; the pass works in
   fixed chunks of the sample order, each rank appending to its own part (like CLIP).
 * Metrics: ``cond/<name>`` is the mean over the images where it is defined (so
   ``cond/normal_angle_median`` is the mean of the per-image medians and ``cond/sem_miou`` the mean
@@ -21,6 +22,7 @@ image's size, turned back into a 0–255 map) by :mod:`gligen_eval.scoring.condi
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,7 +138,7 @@ def _save_map(path: Path, pred: Any) -> None:
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # ranks may write the same input condition
     Image.fromarray(arr).save(tmp, format="PNG")
     tmp.replace(path)
 
@@ -223,13 +225,16 @@ def cond_missing(
             rows = []
             for it, image, pred in zip(batch, images, scorer.extract(images)):
                 tkey = (it.layout_id, image.width, image.height)
+                condition = f"{COND_MAPS}/input-{stable_hash(list(tkey))}.png"
                 if tkey not in targets:
                     targets[tkey] = scorer.target(by_id[it.layout_id], image.width, image.height)
+                    _save_map(rd.root / condition, targets[tkey])  # the input condition, for galleries
                 values = scorer.compare(pred, targets[tkey])
                 rel = f"{COND_MAPS}/{it.key}.png"
                 _save_map(rd.root / rel, pred)
                 row = {"key": it.key, "layout_id": it.layout_id, "seed": it.seed, "image": it.image, "real": it.real,
-                       "scorer": fp, "modality": scorer.modality, "extracted": rel, **values}  # fmt: skip
+                       "scorer": fp, "modality": scorer.modality, "condition": condition, "extracted": rel,
+                       **values}  # fmt: skip
                 out[it.key] = store.json_safe(row)
                 rows.append(row)
             store.append_jsonl(out_file, rows)
