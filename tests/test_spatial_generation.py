@@ -214,6 +214,7 @@ def test_gligen_eval_run_on_a_spatial_official_checkpoint(tmp_path, capsys):
         f"model: {{name: {ckpt}, base: tiny}}\n"
         f"sampler: {{steps: 2, height: {SIZE}, width: {SIZE}, batch_size: 3, schedule: alpha}}\n"
         f"detector: {{kind: yolo, weights: yolov8n.yaml, conf: 0.0, imgsz: {SIZE}}}\n"
+        "grounding: {hed_weights: tiny}\n"  # the condition-consistency score re-extracts HED edges
     )
     out = tmp_path / "run"
     args = ["run", str(config), "--out", str(out), "--no-progress"]
