@@ -856,28 +856,52 @@ def _score_pose(p: DetectorPass, layouts: Sequence[Layout], dets: Callable, brea
 
 
 def preflight(cfg: RunConfig, *, device: str, layouts: Sequence[Layout] | None = None) -> None:
-    """Build every scoring model once and drop it, and check that the real images the scoring reads
-    (``scoring.real_images``, FID's reference) are there for ``layouts``, so missing weights and
-    images fail before any image is generated. A spatial ``model.modality`` also builds its condition
-    extractor (kept cached for scoring)."""
+    """Check that every scoring weight file and id exists and is readable, without building any model
+    (scoring builds each once), and that the real images the scoring reads (``scoring.real_images``,
+    FID's reference) are there for ``layouts``: missing weights and images fail before any image is
+    generated. A spatial ``model.modality`` also builds its condition extractor (kept cached for scoring)."""
     if layouts is not None:
         if cfg.scoring.real_images:
             for lay in layouts:
                 _real_image_path(lay)
         if cfg.fid.enabled:
             fid_reference_images(cfg.fid, layouts)
-    dets = [cfg.detector, *cfg.extra_detectors, *([cfg.pose] if cfg.pose is not None else [])]
-    for d in dets:
-        build_scoring_detector(d, device=device)
-    if cfg.clip.enabled:
-        build_clip_scorer(cfg.clip, device=device)
-    if cfg.fid.enabled:
-        build_fid_scorer(cfg.fid, device=device)
+    for d in [cfg.detector, *cfg.extra_detectors, *([cfg.pose] if cfg.pose is not None else [])]:
+        check_detector_weights(d)
+    if cfg.clip.enabled and cfg.clip.model != "tiny":
+        from gligen_eval.scoring.clip import check_local_pretrained
+
+        check_local_pretrained(cfg.clip.model, "CLIP model")
+    if cfg.fid.enabled and cfg.fid.feature != "tiny":
+        from gligen_eval.safeload import check_pickle, safetensors_keys
+        from gligen_eval.scoring.quality import inception_weights_file
+
+        path = inception_weights_file(cfg.fid.inception_weights)
+        safetensors_keys(path) if path.suffix == ".safetensors" else check_pickle(path)
     from gligen_eval.scoring import consistency as cs
 
     if cs.is_spatial(cfg.model.modality):  # a spatial modality named in the config: its extractor for the cond/ keys
         cs.check_extractor(str(cfg.model.modality), cs.condition_options(cfg.grounding))
-    _release(device)
+        _release(device)
+
+
+def check_detector_weights(cfg: DetectorConfig) -> None:
+    """The weights of a detector config, checked without building it: YOLO ``.pt`` files (existence and
+    the pickle's allow-list) and ``.yaml`` definitions, OWLv2 folders and cached hub ids. Another
+    detector class is checked by its ``check_weights(config: dict)`` when it has one."""
+    from gligen_eval.scoring.detectors import YoloDetector, check_yolo_weights, resolve_detector
+    from gligen_eval.scoring.openvocab import OwlDetector
+
+    cls = resolve_detector(cfg.kind)
+    if isinstance(cls, type) and issubclass(cls, YoloDetector):
+        check_yolo_weights(cfg.weights, read=True)
+    elif isinstance(cls, type) and issubclass(cls, OwlDetector):
+        if cfg.weights != "tiny":
+            from gligen_eval.scoring.clip import check_local_pretrained
+
+            check_local_pretrained(cfg.weights, "open-vocabulary detector")
+    elif callable(getattr(cls, "check_weights", None)):
+        cls.check_weights(dataclasses.asdict(cfg))
 
 
 def uses_random_scoring_weights(cfg: RunConfig) -> bool:
