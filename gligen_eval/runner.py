@@ -240,12 +240,12 @@ def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
     starts again from a fresh build."""
     from gligen_eval.lazygen import StaleRecord
 
+    cache = components_cache if components_cache is not None else {}  # the second try reuses the first's build
     try:
-        return _run_single_once(cfg, resume=resume, progress=progress, components_cache=components_cache)
+        return _run_single_once(cfg, resume=resume, progress=progress, components_cache=cache)
     except StaleRecord as e:
-        log.warning("%s; building it and keying the images again", e)
-        return _run_single_once(cfg, resume=True, progress=progress, components_cache=components_cache,
-                                use_record=False)  # fmt: skip
+        log.warning("%s; keying the images by the built model", e)
+        return _run_single_once(cfg, resume=True, progress=progress, components_cache=cache, use_record=False)
 
 
 def _run_single_once(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
