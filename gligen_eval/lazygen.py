@@ -32,7 +32,12 @@ STAMPED_LIBRARIES = ("torch", "diffusers", "transformers", "safetensors")
 
 
 class StaleRecord(Exception):
-    """The built generator does not match the fingerprint recorded for its source stamp."""
+    """The built generator does not match the fingerprint recorded for its source stamp; ``built`` is
+    that build, for the run to go on with."""
+
+    def __init__(self, message: str, built: "Generator | None" = None) -> None:
+        super().__init__(message)
+        self.built = built
 
 
 @dataclass
@@ -175,7 +180,7 @@ def ensure_built(gen: Generator, cfg: Any, *, device: str, cache: dict[Any, Any]
         return gen
     built = load_generator(cfg, device=device, stamp=gen.stamp, cache=cache)
     if built.fingerprint != gen.fingerprint or stable_hash(built.grounding) != stable_hash(gen.grounding):
-        raise StaleRecord(f"model {cfg.model.name!r} differs from the fingerprint recorded for its files")
+        raise StaleRecord(f"model {cfg.model.name!r} differs from the fingerprint recorded for its files", built)
     gen.components, gen.grounding_tokenizer = built.components, built.grounding_tokenizer
     return gen
 

@@ -240,16 +240,18 @@ def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
     starts again from a fresh build."""
     from gligen_eval.lazygen import StaleRecord
 
-    cache = components_cache if components_cache is not None else {}  # the second try reuses the first's build
     try:
-        return _run_single_once(cfg, resume=resume, progress=progress, components_cache=cache)
+        return _run_single_once(cfg, resume=resume, progress=progress, components_cache=components_cache)
     except StaleRecord as e:
         log.warning("%s; keying the images by the built model", e)
-        return _run_single_once(cfg, resume=True, progress=progress, components_cache=cache, use_record=False)
+        built, e.built = [e.built], None  # the second try takes the first's build (and drops it before scoring)
+        return _run_single_once(cfg, resume=True, progress=progress, components_cache=components_cache,
+                                use_record=False, prebuilt=built)  # fmt: skip
 
 
 def _run_single_once(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
-                     components_cache: dict[Any, Any] | None = None, use_record: bool = True) -> Path:  # fmt: skip
+                     components_cache: dict[Any, Any] | None = None, use_record: bool = True,
+                     prebuilt: list[Any] | None = None) -> Path:  # fmt: skip
     from gligen_eval import distributed, lazygen
     from gligen_eval.config import validate
 
@@ -273,9 +275,10 @@ def _run_single_once(cfg: RunConfig, *, resume: bool = False, progress: bool = T
     preflight(cfg, device=device, layouts=layouts)  # missing scoring weights/images fail now, not after generation
 
     stamp = distributed.broadcast_object(dist, lazygen.generator_stamp(cfg) if dist.is_main else None)
-    gen = None
-    if use_record and not dist.enabled and rd.exists():  # a finished run's generator, known without building it
-        gen = lazygen.recorded_generator(_manifest_or_none(rd), stamp)  # (one process: a stale record restarts it)
+    gen = prebuilt.pop() if prebuilt else None
+    if gen is None and use_record and not dist.enabled and rd.exists():
+        # a finished run's generator, known without building it (one process: a stale record restarts the run)
+        gen = lazygen.recorded_generator(_manifest_or_none(rd), stamp)
     if gen is None:
         gen = lazygen.load_generator(cfg, device=device, stamp=stamp, cache=components_cache)
     gen_info, model_fp = gen.entry, gen.fingerprint
