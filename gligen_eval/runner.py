@@ -235,7 +235,24 @@ def render_sweep(name: str, parameter: str, points: list[dict[str, Any]]) -> str
 
 def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
                 components_cache: dict[Any, Any] | None = None) -> Path:  # fmt: skip
-    from gligen_eval import distributed
+    """One run. The generator is built only when an image is missing or damaged; when the manifest's
+    record of it no longer matches its build (:class:`~gligen_eval.lazygen.StaleRecord`), the run
+    starts again from a fresh build."""
+    from gligen_eval.lazygen import StaleRecord
+
+    try:
+        return _run_single_once(cfg, resume=resume, progress=progress, components_cache=components_cache)
+    except StaleRecord as e:
+        log.warning("%s; keying the images by the built model", e)
+        built, e.built = [e.built], None  # the second try takes the first's build (and drops it before scoring)
+        return _run_single_once(cfg, resume=True, progress=progress, components_cache=components_cache,
+                                use_record=False, prebuilt=built)  # fmt: skip
+
+
+def _run_single_once(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
+                     components_cache: dict[Any, Any] | None = None, use_record: bool = True,
+                     prebuilt: list[Any] | None = None) -> Path:  # fmt: skip
+    from gligen_eval import distributed, lazygen
     from gligen_eval.config import validate
 
     validate(cfg)
@@ -257,37 +274,21 @@ def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
 
     preflight(cfg, device=device, layouts=layouts)  # missing scoring weights/images fail now, not after generation
 
-    from gligen_eval.generation.loading import describe, load_components, resolve_dtype
-    from gligen_eval.generation.sampler import GroundedSampler
-
-    load_kwargs = dict(
-        device=device, dtype=cfg.model.dtype, tiny_seed=cfg.model.tiny_seed,
-        sample_size=max(cfg.sampler.height, cfg.sampler.width), base=cfg.model.base, modality=cfg.model.modality,
-        adapter=cfg.model.adapter,
-    )  # fmt: skip
-    cache_key = stable_hash([cfg.model.name, load_kwargs])
-    if components_cache is not None and cache_key in components_cache:
-        components = components_cache[cache_key]
-    else:
-        components = load_components(cfg.model.name, **load_kwargs)
-        if components_cache is not None:
-            components_cache[cache_key] = components
-    gen_info = describe(components)
-    from gligen_eval.generation.performance import apply_performance_options
-
-    gen_info["performance"] = apply_performance_options(
-        components, attention=cfg.model.attention, channels_last=cfg.model.channels_last, compile=cfg.model.compile
-    )
-    model_fp = stable_hash({k: v["fingerprint"] for k, v in gen_info.items() if isinstance(v, dict) and "fingerprint" in v})
-    from gligen_eval.generation.grounding import default_grounding
+    stamp = distributed.broadcast_object(dist, lazygen.generator_stamp(cfg) if dist.is_main else None)
+    gen = prebuilt.pop() if prebuilt else None
+    if gen is None and use_record and not dist.enabled and rd.exists():
+        # a finished run's generator, known without building it (one process: a stale record restarts the run)
+        gen = lazygen.recorded_generator(_manifest_or_none(rd), stamp)
+    if gen is None:
+        gen = lazygen.load_generator(cfg, device=device, stamp=stamp, cache=components_cache)
+    gen_info, model_fp = gen.entry, gen.fingerprint
+    sampler = lazygen.LazySampler(lazygen.sampler_factory(gen, cfg, device=device, cache=components_cache))
     from gligen_eval.generation.modalities import default_alpha
 
-    grounding = default_grounding(components, **cfg.grounding.options())
-    sampler = GroundedSampler(components, device=device, dtype=resolve_dtype(cfg.model.dtype), grounding=grounding)
-    modality = grounding.describe()["modality"]
+    modality = gen.grounding["modality"]
     alpha = list(cfg.sampler.alpha) if cfg.sampler.alpha is not None else default_alpha(modality)
     sampler_cfg = dataclasses.replace(cfg.sampler, alpha=alpha)
-    settings = settings_for_key(cfg, alpha=alpha, grounding=grounding.describe())
+    settings = settings_for_key(cfg, alpha=alpha, grounding=gen.grounding)
     requests = make_requests(layouts, cfg, model_fp, settings)
     if distributed.broadcast_object(dist, rd.exists()):  # decode every cached image: damaged ones are made
         # again before anything else changes, while the old metrics still stand
@@ -301,14 +302,15 @@ def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
         "config": cfg.to_dict(),
         "config_hash": config_hash,
         "generation_hash": generation_hash(cfg.to_dict()),
-        "resolved": {"modality": modality, "sampler": {"alpha": alpha}, "generation_settings": settings},
+        "resolved": {"modality": modality, "sampler": {"alpha": alpha}, "generation_settings": settings,
+                     lazygen.RECORD_KEY: gen.record()},  # fmt: skip
         "versions": _versions(),
         "git": _git_info(),
         "argv": sys.argv,
         "device": device,
         "world_size": dist.world_size,
         "models": {
-            "generator": {**gen_info, "name": cfg.model.name, "fingerprint": model_fp},
+            "generator": dict(gen_info),
         },
         "layouts": {"source": cfg.layouts.source, "count": len(layouts),
                     "hash": stable_hash([lay.content_hash() for lay in layouts])},
@@ -328,7 +330,8 @@ def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
         store.write_jsonl(rd.path(store.LAYOUTS), (lay.to_dict() for lay in layouts))
 
     samples = generate_missing(rd, requests, sampler, sampler_cfg, settings, dist=dist, progress=progress)
-    del sampler, components
+    log.info("generator %s", "built" if gen.components is not None else "not built: nothing to generate")
+    del sampler, gen
     if dist.enabled:  # every rank needs every sample record to cut the same detection chunks
         distributed.barrier(dist)
         existing = _existing_samples(rd)
@@ -347,6 +350,13 @@ def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
         store.atomic_write_text(rd.path(store.REPORT), render_summary(manifest, metrics))
     distributed.barrier(dist)
     return rd.root
+
+
+def _manifest_or_none(rd: store.RunDir) -> dict[str, Any] | None:
+    try:
+        return rd.manifest()
+    except (OSError, ValueError):
+        return None
 
 
 def generation_hash(config: dict[str, Any]) -> str:

@@ -384,6 +384,26 @@ def read_ultralytics_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def check_ultralytics_checkpoint(path: str | Path) -> None:
+    """Refuse an ultralytics ``.pt`` that :func:`read_ultralytics_checkpoint` would refuse, without
+    building it: the zip format is checked from its pickle's globals alone (no tensor is read), the
+    legacy format is read once."""
+    import torch
+
+    p = Path(path)
+    if not zipfile.is_zipfile(p):
+        read_ultralytics_checkpoint(p)
+        return
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(p))
+    except Exception as e:  # an unreadable archive
+        raise _unreadable(p, e) from None
+    resolve = _ultralytics_resolver()
+    bad = [n for n in names if resolve(n) is None]
+    if bad:
+        raise _refuse(p, bad, ULTRALYTICS_HINT)
+
+
 def _is_layer(obj: Any) -> bool:
     from torch import nn
 

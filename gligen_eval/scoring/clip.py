@@ -165,11 +165,43 @@ def load_local_pretrained(loader: Any, name_or_path: str, what: str, cache_dir: 
     except pickle.UnpicklingError as e:
         raise unpickling_refusal(source, e) from None
     except (OSError, ValueError) as e:
-        where = f"the folder {path}" if path.is_dir() else "no such local folder, and not in the local Hugging Face cache"
-        raise MissingWeightsError(
-            f"{what} {name_or_path!r} is not available locally ({where}); downloads are disabled. "
-            f"Download it once (e.g. `hf download {name_or_path} --local-dir DIR`) and pass DIR. ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
-        ) from None
+        raise _not_local(name_or_path, what, path, f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}") from None
+
+
+def _not_local(name_or_path: str, what: str, path: Path, detail: str) -> MissingWeightsError:
+    where = f"the folder {path}" if path.is_dir() else "no such local folder, and not in the local Hugging Face cache"
+    return MissingWeightsError(
+        f"{what} {name_or_path!r} is not available locally ({where}); downloads are disabled. "
+        f"Download it once (e.g. `hf download {name_or_path} --local-dir DIR`) and pass DIR. ({detail})"
+    )
+
+
+PRETRAINED_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                           "pytorch_model.bin.index.json")  # fmt: skip
+
+
+def check_local_pretrained(name_or_path: str, what: str, cache_dir: str | None = None) -> None:
+    """What :func:`load_local_pretrained` needs, checked without building the model: a local folder or a
+    snapshot in the local Hugging Face cache with ``config.json`` and a weights file, whose pickles hold
+    tensors only."""
+    from gligen_eval.safeload import check_model_folder
+
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        folder: Path | None = path
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            found = try_to_load_from_cache(name_or_path, "config.json", cache_dir=cache_dir)
+        except ValueError as e:  # not a repo id
+            raise _not_local(name_or_path, what, path, f"ValueError: {str(e)[:200]}") from None
+        folder = Path(found).parent if isinstance(found, str) else None
+    if folder is None or not (folder / "config.json").is_file():
+        raise _not_local(name_or_path, what, path, "no config.json")
+    if not any((folder / f).is_file() for f in PRETRAINED_WEIGHT_FILES):
+        raise _not_local(name_or_path, what, path, f"none of {', '.join(PRETRAINED_WEIGHT_FILES)}")
+    check_model_folder(folder)
 
 
 # --------------------------------------------------------------------------------------------

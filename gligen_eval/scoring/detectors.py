@@ -180,6 +180,49 @@ def _load_yolo_checkpoint(YOLO: Any, path: Path) -> Any:
     return model
 
 
+def check_yolo_weights(weights: str, *, read: bool = False) -> Path | None:
+    """Check YOLO ``weights`` without building a model: a ``.yaml`` definition must be readable and
+    must not run code when built; a ``.pt`` file must exist. ``read``: also check the checkpoint's
+    pickle against the allow-list (its tensors are not read). Returns the resolved ``.pt`` path, or
+    ``None`` for a definition (random weights)."""
+    if weights.endswith((".yaml", ".yml")):
+        _check_yolo_definition(weights)
+        return None
+    path = Path(weights).expanduser()
+    if path.suffix != ".pt":
+        raise ConfigError(f"detector weights must be an ultralytics .pt checkpoint or a .yaml model definition, got {weights!r}")
+    if not path.is_file():
+        raise MissingWeightsError(
+            f"detector weights {weights!r} not found at {path.resolve()}; downloads are disabled. "
+            f"Download {path.name} (ultralytics releases: https://github.com/ultralytics/assets/releases) "
+            f"and place it at {path.resolve()}, or set detector.weights to the path of a local .pt file "
+            "(or to a .yaml model definition such as yolov8n.yaml for random weights)"
+        )
+    if read:
+        from gligen_eval.safeload import check_ultralytics_checkpoint
+
+        check_ultralytics_checkpoint(path)
+    return path.resolve()
+
+
+def _check_yolo_definition(weights: str) -> None:
+    """Building from a ``.yaml`` evaluates parts of it: refuse definitions that would run code."""
+    _import_yolo()
+    from ultralytics.nn.tasks import yaml_model_load
+
+    from gligen_eval.safeload import check_ultralytics_definition
+
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            definition = yaml_model_load(weights)
+    except FileNotFoundError as e:
+        raise ConfigError(f"detector model definition {weights!r} not found ({e})") from None
+    except Exception as e:  # not YAML, or not a mapping
+        raise InputError(f"not a readable ultralytics model definition ({str(e).splitlines()[0][:200]})",
+                         path=weights) from None  # fmt: skip
+    check_ultralytics_definition(definition, weights)
+
+
 class YoloDetector:
     """ultralytics YOLO on a batch of PIL images.
 
@@ -233,10 +276,10 @@ class YoloDetector:
 
     def _load(self) -> Any:
         YOLO = _import_yolo()
-        if self.random_weights:
+        path = check_yolo_weights(self.weights)
+        if path is None:
             import torch
 
-            self._check_definition()
             try:
                 with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(sys.stderr):
                     torch.manual_seed(self.seed)
@@ -245,37 +288,11 @@ class YoloDetector:
                 raise ConfigError(f"detector model definition {self.weights!r} not found ({e})") from None
             self._weights_path = None
         else:
-            path = Path(self.weights).expanduser()
-            if path.suffix != ".pt":
-                raise ConfigError(f"detector weights must be an ultralytics .pt checkpoint or a .yaml model definition, got {self.weights!r}")
-            if not path.is_file():
-                raise MissingWeightsError(
-                    f"detector weights {self.weights!r} not found at {path.resolve()}; downloads are disabled. "
-                    f"Download {path.name} (ultralytics releases: https://github.com/ultralytics/assets/releases) "
-                    f"and place it at {path.resolve()}, or set detector.weights to the path of a local .pt file "
-                    "(or to a .yaml model definition such as yolov8n.yaml for random weights)"
-                )
-            self._weights_path = path.resolve()
+            self._weights_path = path
             model = _load_yolo_checkpoint(YOLO, self._weights_path)
         if getattr(model, "task", self.task) != self.task:
             raise ConfigError(f"{self.weights!r} is a {model.task!r} model; {type(self).__name__} needs a {self.task!r} model")
         return model
-
-    def _check_definition(self) -> None:
-        """Building from a ``.yaml`` evaluates parts of it: refuse definitions that would run code."""
-        from ultralytics.nn.tasks import yaml_model_load
-
-        from gligen_eval.safeload import check_ultralytics_definition
-
-        try:
-            with contextlib.redirect_stdout(sys.stderr):
-                definition = yaml_model_load(self.weights)
-        except FileNotFoundError as e:
-            raise ConfigError(f"detector model definition {self.weights!r} not found ({e})") from None
-        except Exception as e:  # not YAML, or not a mapping
-            raise InputError(f"not a readable ultralytics model definition ({str(e).splitlines()[0][:200]})",
-                             path=self.weights) from None  # fmt: skip
-        check_ultralytics_definition(definition, self.weights)
 
     def _class_names(self, override: Sequence[str] | Mapping[int, str] | None) -> dict[int, str]:
         if override is not None:

@@ -994,29 +994,34 @@ def _score_pose(p: DetectorPass, layouts: Sequence[Layout], dets: Callable, brea
 
 
 def preflight(cfg: RunConfig, *, device: str, layouts: Sequence[Layout] | None = None) -> None:
-    """Build every scoring model once and drop it, and check that the real images the scoring reads
-    (``scoring.real_images``, FID's reference) are there for ``layouts``, so missing weights and
-    images fail before any image is generated. A spatial ``model.modality`` also builds its condition
-    extractor (kept cached for scoring)."""
+    """Check that every scoring weight file and id exists and is readable, without building any model
+    (scoring builds each once), and that the real images the scoring reads (``scoring.real_images``,
+    FID's reference) are there for ``layouts``: missing weights and images fail before any image is
+    generated. A spatial ``model.modality`` also builds its condition extractor (kept cached for scoring)."""
     if layouts is not None:
         if cfg.scoring.real_images:
             for lay in layouts:
                 _real_image_path(lay)
         if cfg.fid.enabled:
             fid_reference_images(cfg.fid, layouts)
-    dets = [cfg.detector, *cfg.extra_detectors, *([cfg.pose] if cfg.pose is not None else [])]
     check_classes = layouts is not None and _source_kind(cfg) != "lvis"
-    for d in dets:
-        det = build_scoring_detector(d, device=device)
-        if check_classes and d is not cfg.pose:
-            check_detector_classes(layouts, detector_classes(det), str(det.name), quiet=True)
-        del det
-    if cfg.clip.enabled:
-        build_clip_scorer(cfg.clip, device=device)
-    if cfg.comp.enabled:
-        _comp_clip(cfg, None, device=device)
-    if cfg.fid.enabled:
-        build_fid_scorer(cfg.fid, device=device)
+    for d in [cfg.detector, *cfg.extra_detectors, *([cfg.pose] if cfg.pose is not None else [])]:
+        check_detector_weights(d)
+        classes = _declared_classes(d) if check_classes and d is not cfg.pose else None
+        if classes is not None:  # a closed-set detector that can name none of the phrases fails now
+            check_detector_classes(layouts, classes, d.name or f"{d.kind}:{Path(d.weights).name}", quiet=True)
+    from gligen_eval.scoring.clip import check_local_pretrained
+
+    if cfg.clip.enabled and cfg.clip.model != "tiny":
+        check_local_pretrained(cfg.clip.model, "CLIP model")
+    if cfg.comp.enabled and cfg.comp.clip and (cfg.comp.clip_model or cfg.clip.model) != "tiny":
+        check_local_pretrained(cfg.comp.clip_model or cfg.clip.model, "CLIP model of the colour check")
+    if cfg.fid.enabled and cfg.fid.feature != "tiny":
+        from gligen_eval.safeload import check_pickle, safetensors_keys
+        from gligen_eval.scoring.quality import inception_weights_file
+
+        path = inception_weights_file(cfg.fid.inception_weights)
+        safetensors_keys(path) if path.suffix == ".safetensors" else check_pickle(path)
     from gligen_eval.scoring import quality_modern
 
     if quality_modern.enabled(cfg.quality):
@@ -1024,12 +1029,41 @@ def preflight(cfg: RunConfig, *, device: str, layouts: Sequence[Layout] | None =
         if layouts is not None and (q.fd_dinov2.enabled or q.cmmd.enabled or q.prdc.enabled):
             n_real = len(fid_reference_images(cfg.fid, layouts)[0])
             quality_modern.check_counts(q, n_real, len(layouts) * cfg.sampler.seeds_per_layout)
-        quality_modern.check_models(cfg.quality, device=device)
+        quality_modern.check_weights(q)
     from gligen_eval.scoring import consistency as cs
 
     if cs.is_spatial(cfg.model.modality):  # a spatial modality named in the config: its extractor for the cond/ keys
         cs.check_extractor(str(cfg.model.modality), cs.condition_options(cfg.grounding))
-    _release(device)
+        _release(device)
+
+
+def _declared_classes(cfg: DetectorConfig) -> list[str] | None:
+    """The classes a detector config can output, known without building it: a YOLO ``.yaml`` definition
+    outputs the 80 COCO classes; ``None`` otherwise (checked when scoring builds the detector)."""
+    from gligen_eval.scoring.coco import COCO80_NAMES, canonical_category
+
+    if cfg.kind in ("yolo", "yolo-pose") and str(cfg.weights).endswith((".yaml", ".yml")):
+        return sorted({canonical_category(n) for n in COCO80_NAMES})
+    return None
+
+
+def check_detector_weights(cfg: DetectorConfig) -> None:
+    """The weights of a detector config, checked without building it: YOLO ``.pt`` files (existence and
+    the pickle's allow-list) and ``.yaml`` definitions, OWLv2 folders and cached hub ids. Another
+    detector class is checked by its ``check_weights(config: dict)`` when it has one."""
+    from gligen_eval.scoring.detectors import YoloDetector, check_yolo_weights, resolve_detector
+    from gligen_eval.scoring.openvocab import OwlDetector
+
+    cls = resolve_detector(cfg.kind)
+    if isinstance(cls, type) and issubclass(cls, YoloDetector):
+        check_yolo_weights(cfg.weights, read=True)
+    elif isinstance(cls, type) and issubclass(cls, OwlDetector):
+        if cfg.weights != "tiny":
+            from gligen_eval.scoring.clip import check_local_pretrained
+
+            check_local_pretrained(cfg.weights, "open-vocabulary detector")
+    elif callable(getattr(cls, "check_weights", None)):
+        cls.check_weights(dataclasses.asdict(cfg))
 
 
 def uses_random_scoring_weights(cfg: RunConfig) -> bool:

@@ -229,6 +229,20 @@ def default_inception_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_FILE
 
 
+def inception_weights_file(weights_path: str | os.PathLike[str] | None = None) -> Path:
+    """The Inception weights file (default :func:`default_inception_weights_path`); a
+    :class:`MissingWeightsError` saying where to put it when absent."""
+    path = Path(weights_path).expanduser() if weights_path is not None else default_inception_weights_path()
+    if not path.is_file():
+        raise MissingWeightsError(
+            f"FID/KID need torch-fidelity's Inception weights {INCEPTION_WEIGHTS_FILE}, not found at {path}; "
+            f"downloads are disabled. Fetch {INCEPTION_WEIGHTS_URL} and place it at {path} "
+            "(that is $TORCH_HOME/hub/checkpoints/; TORCH_HOME defaults to ~/.cache/torch), "
+            "or pass its location as the weights path"
+        )
+    return path
+
+
 def inception_extractor(
     feature: Literal[64, 192, 768, 2048] = 2048,
     weights_path: str | os.PathLike[str] | None = None,
@@ -249,14 +263,7 @@ def inception_extractor(
     """
     if feature not in (64, 192, 768, 2048):
         raise ConfigError(f"Inception feature must be one of 64, 192, 768, 2048, got {feature!r}")
-    path = Path(weights_path).expanduser() if weights_path is not None else default_inception_weights_path()
-    if not path.is_file():
-        raise MissingWeightsError(
-            f"FID/KID need torch-fidelity's Inception weights {INCEPTION_WEIGHTS_FILE}, not found at {path}; "
-            f"downloads are disabled. Fetch {INCEPTION_WEIGHTS_URL} and place it at {path} "
-            "(that is $TORCH_HOME/hub/checkpoints/; TORCH_HOME defaults to ~/.cache/torch), "
-            "or pass its location as the weights path"
-        )
+    path = inception_weights_file(weights_path)
     from torchmetrics.image.fid import NoTrainInceptionV3
 
     from gligen_eval.safeload import read_state_dict, torch_load_returns

@@ -334,13 +334,16 @@ def _build(family: str, model: str, batch_size: int, resize: str | None, *, devi
     return build(model, batch_size=batch_size, resize=resize, device=device, seed=seed)
 
 
-def check_models(q: "QualityConfig", *, device: str) -> None:
-    """Build every enabled quality model once (missing weights fail here, before generation)."""
-    for family, model, bs, resize in _feature_specs(q).values():
-        _build(family, model, bs, resize, device=device, seed=q.seed)
-    if q.pickscore.enabled:
-        p = q.pickscore
-        build_pickscore(p.model, p.processor, batch_size=p.batch_size, dtype=p.dtype, device=device, seed=q.seed)
+def check_weights(q: "QualityConfig") -> None:
+    """Every enabled quality model's weights are on disk (a folder or the local HF cache), checked
+    without building the model: missing weights fail before generation, each model loads once."""
+    from gligen_eval.scoring.clip import check_local_pretrained
+
+    for family, model, _, _ in _feature_specs(q).values():
+        if model != "tiny":
+            check_local_pretrained(model, f"{family} model")
+    if q.pickscore.enabled and q.pickscore.model != "tiny":
+        check_local_pretrained(q.pickscore.model, "PickScore model")  # its processor is looked up when it is built
 
 
 def check_counts(q: "QualityConfig", n_real: int, n_generated: int) -> None:
