@@ -129,6 +129,12 @@ class NamedDetector:
         self.names = dict(enumerate(COCO80_NAMES))
         self.name = "named-coco80"
 
+    @classmethod
+    def declared_classes(cls, config):  # known without building it (the preflight builds no model)
+        from gligen_eval.scoring.coco import COCO80_NAMES
+
+        return list(COCO80_NAMES)
+
     def fingerprint(self) -> str:
         return "named01"
 

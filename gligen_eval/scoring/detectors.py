@@ -272,6 +272,12 @@ class YoloDetector:
         self.name = f"{'yolo-pose' if self.task == 'pose' else 'yolo'}:{Path(self.weights).name}"
         self._fingerprint: str | None = None
 
+    @classmethod
+    def declared_classes(cls, config: Mapping[str, Any]) -> list[str] | None:
+        """The classes a config's model outputs without building it: a ``.yaml`` definition gives the 80
+        COCO classes (names of a ``.pt`` are in the checkpoint: ``None``)."""
+        return list(COCO80_NAMES) if str(config.get("weights", "")).endswith((".yaml", ".yml")) else None
+
     # -- loading -----------------------------------------------------------------------------
 
     def _load(self) -> Any:
@@ -352,6 +358,10 @@ class YoloPoseDetector(YoloDetector):
     """
 
     task = "pose"
+
+    @classmethod
+    def declared_classes(cls, config: Mapping[str, Any]) -> list[str] | None:
+        return ["person"] if str(config.get("weights", "")).endswith((".yaml", ".yml")) else None
 
     def __init__(
         self,

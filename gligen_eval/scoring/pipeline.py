@@ -1038,13 +1038,15 @@ def preflight(cfg: RunConfig, *, device: str, layouts: Sequence[Layout] | None =
 
 
 def _declared_classes(cfg: DetectorConfig) -> list[str] | None:
-    """The classes a detector config can output, known without building it: a YOLO ``.yaml`` definition
-    outputs the 80 COCO classes; ``None`` otherwise (checked when scoring builds the detector)."""
-    from gligen_eval.scoring.coco import COCO80_NAMES, canonical_category
+    """The classes a detector config can output, known without building it: what its class's
+    ``declared_classes(config: dict)`` says (a YOLO ``.yaml`` definition: the 80 COCO classes); ``None``
+    when that needs the model (checked again when scoring builds the detector)."""
+    from gligen_eval.scoring.coco import canonical_category
+    from gligen_eval.scoring.detectors import resolve_detector
 
-    if cfg.kind in ("yolo", "yolo-pose") and str(cfg.weights).endswith((".yaml", ".yml")):
-        return sorted({canonical_category(n) for n in COCO80_NAMES})
-    return None
+    declared = getattr(resolve_detector(cfg.kind), "declared_classes", None)
+    names = declared(dataclasses.asdict(cfg)) if callable(declared) else None
+    return sorted({canonical_category(str(n)) for n in names}) if names else None
 
 
 def check_detector_weights(cfg: DetectorConfig) -> None:
