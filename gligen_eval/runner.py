@@ -441,6 +441,8 @@ def generate_missing(rd: store.RunDir, requests: list[Request], sampler, sampler
     (:func:`~gligen_eval.store.png_problem`): any damaged one is made again. Otherwise an image with
     a row counts as done when it is a complete PNG (the cheap check).
     Inpainting samples record the PSNR of the region outside their boxes against the input image.
+    The PNGs and rows are written by :class:`~gligen_eval.writer.BatchWriter` while the next batch
+    generates (``sampler.write_overlap``); a batch's rows are appended once all its files are written.
     """
     from tqdm.auto import tqdm
 
