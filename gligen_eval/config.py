@@ -79,6 +79,9 @@ class SamplerConfig:
     seeds_per_layout: int = 1
     base_seed: int = 0
     max_objects: int = 30
+    write_overlap: bool = True
+    """Encode and write the PNGs on a background thread while the next batch generates (``false``: after
+    each batch, in the generating thread; the images and rows are the same)."""
 
 
 @dataclass

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import io
 import json
 import logging
 import sys
@@ -24,6 +23,7 @@ from gligen_eval import store
 from gligen_eval.config import RunConfig
 from gligen_eval.errors import GligenEvalError
 from gligen_eval.records import Layout, SampleRecord, stable_hash
+from gligen_eval.writer import BatchWriter, PendingImage
 
 log = logging.getLogger("gligen_eval")
 
@@ -363,7 +363,14 @@ def generation_hash(config: dict[str, Any]) -> str:
     """Hash of the parts of a config that decide the images (everything but the scoring sections)."""
     from gligen_eval.config import SCORING_SECTIONS
 
-    return stable_hash({k: v for k, v in config.items() if k not in SCORING_SECTIONS and k not in ("name", "out")})
+    kept = {k: v for k, v in config.items() if k not in SCORING_SECTIONS and k not in ("name", "out")}
+    if isinstance(kept.get("sampler"), dict):  # how images are written does not change them
+        kept["sampler"] = {k: v for k, v in kept["sampler"].items() if k not in NOT_GENERATION_KEYS}
+    return stable_hash(kept)
+
+
+NOT_GENERATION_KEYS = ("write_overlap",)
+"""``sampler`` keys that change how a run goes but not its images."""
 
 
 def _check_existing(rd: store.RunDir, cfg: RunConfig, resume: bool) -> None:
@@ -444,6 +451,8 @@ def generate_missing(rd: store.RunDir, requests: list[Request], sampler, sampler
     (:func:`~gligen_eval.store.png_problem`): any damaged one is made again. Otherwise an image with
     a row counts as done when it is a complete PNG (the cheap check).
     Inpainting samples record the PSNR of the region outside their boxes against the input image.
+    The PNGs and rows are written by :class:`~gligen_eval.writer.BatchWriter` while the next batch
+    generates (``sampler.write_overlap``); a batch's rows are appended once all its files are written.
     """
     from tqdm.auto import tqdm
 
@@ -462,28 +471,28 @@ def generate_missing(rd: store.RunDir, requests: list[Request], sampler, sampler
 
     todo = [b for b in distributed.my_chunks(requests, sampler_cfg.batch_size, dist) if not all(map(done, b))]
     out_file = rd.rank_file(store.SAMPLES, dist.rank if dist.enabled else None)
-    new: dict[str, SampleRecord] = {}
     total = sum(len(b) for b in todo)
-    with tqdm(total=total, desc="generate", unit="img", disable=not progress or not todo, file=sys.stderr) as bar:
+
+    def record_for(req: Request):
+        def build(img) -> SampleRecord:  # runs on the writer thread, after the image file is written
+            return SampleRecord(
+                sample_key=req.sample_key, layout_id=req.layout.layout_id, seed=req.seed,
+                image=rd.image_relpath(req.sample_key), width=img.width, height=img.height,
+                layout_hash=req.layout.content_hash(), settings_hash=settings_hash,
+                extra={**extra, **_inpaint_extra(sampler, req.layout, img, sampler_cfg)},
+            )  # fmt: skip
+
+        return build
+
+    overlap = getattr(sampler_cfg, "write_overlap", True)
+    with tqdm(total=total, desc="generate", unit="img", disable=not progress or not todo, file=sys.stderr) as bar, \
+            BatchWriter(out_file, overlap=overlap) as writer:  # fmt: skip
         for batch in todo:
             images = sampler.generate([r.layout for r in batch], [r.seed for r in batch], sampler_cfg, progress=False)
-            rows = []
-            for req, img in zip(batch, images):
-                if done(req):
-                    continue
-                buf = io.BytesIO()
-                img.save(buf, format="PNG")
-                store.atomic_write_bytes(rd.image_path(req.sample_key), buf.getvalue())
-                rec = SampleRecord(
-                    sample_key=req.sample_key, layout_id=req.layout.layout_id, seed=req.seed,
-                    image=rd.image_relpath(req.sample_key), width=img.width, height=img.height,
-                    layout_hash=req.layout.content_hash(), settings_hash=settings_hash,
-                    extra={**extra, **_inpaint_extra(sampler, req.layout, img, sampler_cfg)},
-                )  # fmt: skip
-                rows.append(rec.to_dict())
-                new[req.sample_key] = rec
-            store.append_jsonl(out_file, rows)
+            writer.submit([PendingImage(rd.image_path(req.sample_key), img, record_for(req))
+                           for req, img in zip(batch, images) if not done(req)])  # fmt: skip
             bar.update(len(batch))
+        new = writer.close()
     log.info("generated %d images, reused %d", len(new), len(requests) - len(new))
     merged = {**existing, **new}
     return [merged[r.sample_key] for r in requests if r.sample_key in merged]
