@@ -199,16 +199,25 @@ SWEEP_INDEX = "sweep.json"
 
 
 def run_sweep(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
-    """Run every τ of the sweep (the model is loaded once) and write ``sweep.json`` beside the runs."""
+    """Run every τ of the sweep (the model is loaded once) and write ``sweep.json`` beside the runs.
+
+    Each τ is an ordinary run in its own folder; their images are generated as a tree
+    (:mod:`gligen_eval.sweep_tree`) that runs the steps the τ share once."""
     from gligen_eval import distributed
+
+    from gligen_eval.sweep_tree import SweepTree
 
     root = run_dir_for(cfg)
     cache: dict[Any, Any] = {}
     points = []
-    for tau, sub in sweep_points(cfg):
-        with writer_lock(sub):
-            out = _run_single(sub, resume=resume, progress=progress, components_cache=cache)
-        points.append({"tau": tau, "run": out.name, "metrics": _read_metrics(out)})
+    tree = SweepTree(root, sweep_points(cfg))  # the steps the τ share are generated once
+    for k, p in enumerate(tree.points):
+        with writer_lock(p.cfg):
+            out = _run_single(p.cfg, resume=resume, progress=progress, components_cache=cache,
+                              wrap_sampler=tree.wrapper(k))  # fmt: skip
+        if distributed.env_world().is_main:
+            tree.done_with(k)
+        points.append({"tau": p.tau, "run": out.name, "metrics": _read_metrics(out)})
     if distributed.env_world().is_main:
         parameter = "sampler.alpha = [tau, 0, 1 - tau]" if cfg.sampler.schedule == "alpha" else "sampler.beta = tau"
         store.atomic_write_json(root / SWEEP_INDEX, {"name": cfg.name, "parameter": parameter, "points": points})
@@ -234,7 +243,7 @@ def render_sweep(name: str, parameter: str, points: list[dict[str, Any]]) -> str
 
 
 def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
-                components_cache: dict[Any, Any] | None = None) -> Path:  # fmt: skip
+                components_cache: dict[Any, Any] | None = None, wrap_sampler=None) -> Path:  # fmt: skip
     from gligen_eval import distributed
     from gligen_eval.config import validate
 
@@ -284,6 +293,8 @@ def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
 
     grounding = default_grounding(components, **cfg.grounding.options())
     sampler = GroundedSampler(components, device=device, dtype=resolve_dtype(cfg.model.dtype), grounding=grounding)
+    if wrap_sampler is not None:  # a τ sweep: generate the later τ alongside
+        sampler = wrap_sampler(sampler, model_fp)
     modality = grounding.describe()["modality"]
     alpha = list(cfg.sampler.alpha) if cfg.sampler.alpha is not None else default_alpha(modality)
     sampler_cfg = dataclasses.replace(cfg.sampler, alpha=alpha)
