@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--layouts", type=int, default=8)
+    ap.add_argument("--layouts", type=int, default=4)
     ap.add_argument("--scheduler", default="ddim", help="ddim: as many loop steps as --steps (pndm adds one)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", action="store_true")
@@ -61,6 +61,9 @@ def main(argv=None) -> int:
         return out, evaluations[0], time.perf_counter() - t0
 
     sampler.generate_tensors(layouts[:1], seeds[:1], settings(0.3))  # warm-up
+    if not args.json:
+        print(f"tiny model, {args.size} px, {args.steps} {args.scheduler} steps, {len(layouts)} layouts in one batch, "
+              f"CFG, {args.device}", flush=True)  # fmt: skip
     rows = []
     for name, taus in SWEEPS.items():
         branches = [settings(t) for t in taus]
@@ -75,19 +78,21 @@ def main(argv=None) -> int:
             "wall_s": {"tree": round(tree_s, 2), "separate": round(alone_s, 2)}, "wall_ratio": round(alone_s / tree_s, 3),
             "identical": all(torch.equal(a, b) for a, b in zip(tree, alone)),
         })  # fmt: skip
+        if not args.json:
+            print(_line(rows[-1]), flush=True)
     info = {"device": args.device, "platform": platform.processor() or platform.machine(), "size": args.size,
             "steps": args.steps, "scheduler": args.scheduler, "layouts": len(layouts), "torch_threads": torch.get_num_threads()}  # fmt: skip
     if args.json:
         print(json.dumps({"info": info, "sweeps": rows}, indent=2))
         return 0
-    print(f"tiny model, {args.size} px, {args.steps} {args.scheduler} steps, {len(layouts)} layouts in one batch, "
-          f"CFG, {args.device}")  # fmt: skip
-    for r in rows:
-        print(f"{r['sweep']:>18}: UNet evaluations tree {r['unet_evals']['tree']} vs separate "
-              f"{r['unet_evals']['separate']} = {r['eval_ratio']:.2f}x (expected {r['expected_eval_ratio']:.2f}x); "
-              f"wall {r['wall_s']['tree']:.1f} s vs {r['wall_s']['separate']:.1f} s = {r['wall_ratio']:.2f}x; "
-              f"images identical: {r['identical']}")  # fmt: skip
     return 0 if all(r["identical"] for r in rows) else 1
+
+
+def _line(r: dict) -> str:
+    return (f"{r['sweep']:>18}: UNet evaluations tree {r['unet_evals']['tree']} vs separate "
+            f"{r['unet_evals']['separate']} = {r['eval_ratio']:.2f}x (expected {r['expected_eval_ratio']:.2f}x); "
+            f"wall {r['wall_s']['tree']:.1f} s vs {r['wall_s']['separate']:.1f} s = {r['wall_ratio']:.2f}x; "
+            f"images identical: {r['identical']}")  # fmt: skip
 
 
 if __name__ == "__main__":
