@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--layouts", type=int, default=4)
+    ap.add_argument("--layouts", type=int, default=8)
     ap.add_argument("--scheduler", default="ddim", help="ddim: as many loop steps as --steps (pndm adds one)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", action="store_true")
