@@ -199,16 +199,25 @@ SWEEP_INDEX = "sweep.json"
 
 
 def run_sweep(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
-    """Run every τ of the sweep (the model is loaded once) and write ``sweep.json`` beside the runs."""
+    """Run every τ of the sweep (the model is loaded once) and write ``sweep.json`` beside the runs.
+
+    Each τ is an ordinary run in its own folder; their images are generated as a tree
+    (:mod:`gligen_eval.sweep_tree`) that runs the steps the τ share once."""
     from gligen_eval import distributed
+
+    from gligen_eval.sweep_tree import SweepTree
 
     root = run_dir_for(cfg)
     cache: dict[Any, Any] = {}
     points = []
-    for tau, sub in sweep_points(cfg):
-        with writer_lock(sub):
-            out = _run_single(sub, resume=resume, progress=progress, components_cache=cache)
-        points.append({"tau": tau, "run": out.name, "metrics": _read_metrics(out)})
+    tree = SweepTree(root, sweep_points(cfg))  # the steps the τ share are generated once
+    for k, p in enumerate(tree.points):
+        with writer_lock(p.cfg):
+            out = _run_single(p.cfg, resume=resume, progress=progress, components_cache=cache,
+                              wrap_sampler=tree.wrapper(k))  # fmt: skip
+        if distributed.env_world().is_main:
+            tree.done_with(k)
+        points.append({"tau": p.tau, "run": out.name, "metrics": _read_metrics(out)})
     if distributed.env_world().is_main:
         parameter = "sampler.alpha = [tau, 0, 1 - tau]" if cfg.sampler.schedule == "alpha" else "sampler.beta = tau"
         store.atomic_write_json(root / SWEEP_INDEX, {"name": cfg.name, "parameter": parameter, "points": points})
@@ -234,24 +243,25 @@ def render_sweep(name: str, parameter: str, points: list[dict[str, Any]]) -> str
 
 
 def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
-                components_cache: dict[Any, Any] | None = None) -> Path:  # fmt: skip
+                components_cache: dict[Any, Any] | None = None, wrap_sampler=None) -> Path:  # fmt: skip
     """One run. The generator is built only when an image is missing or damaged; when the manifest's
     record of it no longer matches its build (:class:`~gligen_eval.lazygen.StaleRecord`), the run
     starts again from a fresh build."""
     from gligen_eval.lazygen import StaleRecord
 
     try:
-        return _run_single_once(cfg, resume=resume, progress=progress, components_cache=components_cache)
+        return _run_single_once(cfg, resume=resume, progress=progress, components_cache=components_cache,
+                                wrap_sampler=wrap_sampler)  # fmt: skip
     except StaleRecord as e:
         log.warning("%s; keying the images by the built model", e)
         built, e.built = [e.built], None  # the second try takes the first's build (and drops it before scoring)
         return _run_single_once(cfg, resume=True, progress=progress, components_cache=components_cache,
-                                use_record=False, prebuilt=built)  # fmt: skip
+                                use_record=False, prebuilt=built, wrap_sampler=wrap_sampler)  # fmt: skip
 
 
 def _run_single_once(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
                      components_cache: dict[Any, Any] | None = None, use_record: bool = True,
-                     prebuilt: list[Any] | None = None) -> Path:  # fmt: skip
+                     prebuilt: list[Any] | None = None, wrap_sampler=None) -> Path:  # fmt: skip
     from gligen_eval import distributed, lazygen
     from gligen_eval.config import validate
 
@@ -285,6 +295,8 @@ def _run_single_once(cfg: RunConfig, *, resume: bool = False, progress: bool = T
     sampler = lazygen.LazySampler(lazygen.sampler_factory(gen, cfg, device=device, cache=components_cache))
     from gligen_eval.generation.modalities import default_alpha
 
+    if wrap_sampler is not None:  # a τ sweep: generate the later τ alongside (building the model only if needed)
+        sampler = wrap_sampler(sampler, model_fp)
     modality = gen.grounding["modality"]
     alpha = list(cfg.sampler.alpha) if cfg.sampler.alpha is not None else default_alpha(modality)
     sampler_cfg = dataclasses.replace(cfg.sampler, alpha=alpha)

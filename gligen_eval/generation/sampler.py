@@ -12,6 +12,9 @@ One denoising loop for a batch of *different* layouts, on diffusers building blo
 * the grounding scale of step ``i`` comes from the α (official) or β (diffusers hard cut)
   schedule (:mod:`~gligen_eval.generation.schedule`); at scale 0 the position net and the gated
   layers are not run at all;
+* :meth:`GroundedSampler.generate_branches` runs several grounding schedules (a τ sweep) as a tree:
+  the steps their per-step scale lists share run once, and each branch continues from its own copy
+  of the latents, scheduler state and generators, so every branch equals its own run exactly;
 * every UNet evaluation is :func:`~gligen_eval.generation.unet_forward.grounded_forward`, the code
   the reference forward of the tests runs too; for spatial models a scale-0 step swaps in the base
   model's 4-channel first conv and drops the map channels (the official α = 0 path), while the
@@ -30,6 +33,8 @@ With batch 1 and the same components, the output equals diffusers' deprecated pi
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import inspect
 import math
 from typing import Any, Mapping, Sequence
@@ -178,7 +183,38 @@ class GroundedSampler:
         """The final latents (before the VAE decoder), shape (N, 4, H / f, W / f), on the CPU in the sampler's dtype."""
         return self._generate(layouts, seeds, settings, progress=progress, output="latent")
 
-    def _generate(self, layouts, seeds, settings: SamplerConfig, *, progress: bool, output: str) -> torch.Tensor:
+    @torch.no_grad()
+    def generate_branches(
+        self,
+        layouts: Sequence[Layout],
+        seeds: Sequence[int],
+        settings_per_branch: Sequence[SamplerConfig],
+        *,
+        progress: bool = False,
+        output: str = "image",
+    ) -> list[torch.Tensor]:
+        """What :meth:`generate_tensors` returns for each of ``settings_per_branch``, sharing the work.
+
+        The settings may differ only in their grounding schedule (``schedule``, ``alpha``, ``beta``:
+        a τ sweep). Branches run the same denoising steps once for as long as their per-step scale lists
+        are equal, and split at the first step where they differ, each continuing from its own copy of the
+        latents, scheduler state and generators. So every branch equals its own run exactly (same batches,
+        same operations in the same order), for hard cuts and decay segments alike. ``output="latent"``:
+        the final latents instead (see :meth:`generate_latents`).
+        """
+        branches = list(settings_per_branch)
+        if not branches:
+            return []
+        shared = {_without_schedule(b) for b in branches}
+        if len(shared) != 1:
+            raise ValueError("branches may differ only in schedule, alpha and beta")
+        return self._generate(layouts, seeds, branches, progress=progress, output=output)
+
+    def _generate(self, layouts, seeds, branches, *, progress: bool, output: str):
+        """One tensor per branch for a list of settings, or one tensor for a single SamplerConfig."""
+        single = isinstance(branches, SamplerConfig)
+        branches = [branches] if single else list(branches)
+        settings = branches[0]
         layouts = list(layouts)
         seeds = [int(s) for s in seeds]
         if len(layouts) != len(seeds):
@@ -186,25 +222,29 @@ class GroundedSampler:
         if not layouts:
             if output == "latent":
                 f = self.vae_scale_factor
-                return torch.zeros(0, self.unet.config.out_channels, settings.height // f, settings.width // f)
-            return torch.zeros(0, 3, settings.height, settings.width)
+                empty = torch.zeros(0, self.unet.config.out_channels, settings.height // f, settings.width // f)
+            else:
+                empty = torch.zeros(0, 3, settings.height, settings.width)
+            return empty if single else [empty.clone() for _ in branches]
         self._check_settings(settings)
         cache: dict[Any, Any] = {}
         bs = max(1, int(settings.batch_size))
         n_batches = math.ceil(len(layouts) / bs)
-        bar = _progress_bar(n_batches * self._loop_length(settings), progress)
+        n = self._loop_length(settings)
+        bar = _progress_bar(n_batches * tree_steps([self._scales(n, b) for b in branches]), progress)
         out = []
         try:
             for start in range(0, len(layouts), bs):
                 out.append(
                     self._sample_batch(
-                        layouts[start : start + bs], seeds[start : start + bs], settings, cache, bar, output
+                        layouts[start : start + bs], seeds[start : start + bs], branches, cache, bar, output
                     )
                 )
         finally:
             if bar is not None:
                 bar.close()
-        return torch.cat(out)
+        per_branch = [torch.cat([batch[k] for batch in out]) for k in range(len(branches))]
+        return per_branch[0] if single else per_branch
 
     def default_alpha(self) -> list[float]:
         """The official ``[p1, p2, p3]`` schedule of this sampler's modality (used when settings.alpha is None)."""
@@ -273,7 +313,9 @@ class GroundedSampler:
                 store[p] = h
         return torch.stack([store[p] for p in prompts])
 
-    def _sample_batch(self, layouts, seeds, settings: SamplerConfig, cache: dict, bar, output: str) -> torch.Tensor:
+    def _sample_batch(self, layouts, seeds, branches: list[SamplerConfig], cache: dict, bar, output: str) -> list:
+        """One output tensor per branch (the same tensor for branches whose scales never differ)."""
+        settings = branches[0]
         b = len(layouts)
         cfg = settings.guidance_scale > 1.0
         scheduler = make_scheduler(settings.scheduler, self.scheduler_config)
@@ -316,10 +358,9 @@ class GroundedSampler:
         if extra is not None and cfg:
             extra = torch.cat([extra, extra])
         if grounding.fixed_scale is not None:
-            scales = [float(grounding.fixed_scale)] * len(timesteps)
+            branch_scales = [[float(grounding.fixed_scale)] * len(timesteps) for _ in branches]
         else:
-            alpha = settings.alpha if settings.alpha is not None else self.default_alpha()
-            scales = grounding_schedule(len(timesteps), settings.schedule, alpha=alpha, beta=settings.beta)
+            branch_scales = [self._scales(len(timesteps), s) for s in branches]
 
         latents = torch.cat(
             [torch.randn((1, *latent_shape), generator=g, dtype=self.dtype) for g in generators]
@@ -327,32 +368,78 @@ class GroundedSampler:
         latents = latents * scheduler.init_noise_sigma
         step_kwargs = _step_kwargs(scheduler, generators)
 
+        def step(i: int, latents: torch.Tensor, scale: float) -> torch.Tensor:
+            t = timesteps[i]
+            if grounding.step_hook is not None:
+                latents = grounding.step_hook(latents, t, i)
+            model_input = torch.cat([latents, latents]) if cfg else latents
+            model_input = scheduler.scale_model_input(model_input, t)
+            noise_pred = grounded_forward(
+                self.unet, model_input, t, prompt_embeds, gligen=gligen, scale=scale, extra=extra,
+                base_conv=self._base_conv, fusers=self._fusers,
+            )  # fmt: skip
+            if cfg:
+                uncond, cond = noise_pred.chunk(2)
+                noise_pred = uncond + settings.guidance_scale * (cond - uncond)
+            latents = scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
+            if bar is not None:
+                bar.update(1)
+            return latents
+
+        def finish(latents: torch.Tensor) -> torch.Tensor:
+            if grounding.final_hook is not None:
+                latents = grounding.final_hook(latents)
+            if output == "latent":
+                return latents.cpu()
+            image = self.vae.decode(latents / self.vae.config.scaling_factor).sample
+            return (image * 0.5 + 0.5).clamp(0, 1).float().cpu()
+
+        results: list[Any] = [None] * len(branches)
+
+        def descend(ids: list[int], i: int, latents: torch.Tensor) -> None:
+            # the branches in ``ids`` agree on every scale before step i: run their common steps once
+            while i < len(timesteps) and len({branch_scales[k][i] for k in ids}) == 1:
+                latents = step(i, latents, branch_scales[ids[0]][i])
+                i += 1
+            if i == len(timesteps):
+                out = finish(latents)
+                for k in ids:
+                    results[k] = out
+                return
+            # the first step where their scales differ: each group continues from its own copy of the
+            # latents, the scheduler's state (PNDM and DPM-Solver keep a history) and the generators
+            snapshot = (latents.clone(), copy.deepcopy(scheduler.__dict__), [g.get_state() for g in generators])
+            groups: dict[float, list[int]] = {}
+            for k in ids:
+                groups.setdefault(branch_scales[k][i], []).append(k)
+            for group in groups.values():
+                scheduler.__dict__.clear()
+                scheduler.__dict__.update(copy.deepcopy(snapshot[1]))
+                for g, state in zip(generators, snapshot[2]):
+                    g.set_state(state)
+                descend(group, i, snapshot[0].clone())
+
         try:
-            for i, t in enumerate(timesteps):
-                scale = scales[i]
-                if grounding.step_hook is not None:
-                    latents = grounding.step_hook(latents, t, i)
-                model_input = torch.cat([latents, latents]) if cfg else latents
-                model_input = scheduler.scale_model_input(model_input, t)
-                noise_pred = grounded_forward(
-                    self.unet, model_input, t, prompt_embeds, gligen=gligen, scale=scale, extra=extra,
-                    base_conv=self._base_conv, fusers=self._fusers,
-                )  # fmt: skip
-                if cfg:
-                    uncond, cond = noise_pred.chunk(2)
-                    noise_pred = uncond + settings.guidance_scale * (cond - uncond)
-                latents = scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
-                if bar is not None:
-                    bar.update(1)
+            descend(list(range(len(branches))), 0, latents)
         finally:
             self._set_scale(1.0)
-        if grounding.final_hook is not None:
-            latents = grounding.final_hook(latents)
-        if output == "latent":
-            return latents.cpu()
+        return results
 
-        image = self.vae.decode(latents / self.vae.config.scaling_factor).sample
-        return (image * 0.5 + 0.5).clamp(0, 1).float().cpu()
+    def _scales(self, num_steps: int, settings: SamplerConfig) -> list[float]:
+        alpha = settings.alpha if settings.alpha is not None else self.default_alpha()
+        return grounding_schedule(num_steps, settings.schedule, alpha=alpha, beta=settings.beta)
+
+
+def tree_steps(scale_lists: Sequence[Sequence[float]]) -> int:
+    """Denoising steps (UNet evaluations per batch) that branches with these per-step scales need together:
+    the number of distinct prefixes ``scales[: i + 1]``."""
+    return len({tuple(scales[: i + 1]) for scales in scale_lists for i in range(len(scales))})
+
+
+def _without_schedule(settings: SamplerConfig) -> tuple:
+    """The settings that branches must share (all but the grounding schedule)."""
+    return tuple(sorted((k, repr(v)) for k, v in dataclasses.asdict(settings).items()
+                        if k not in ("schedule", "alpha", "beta")))  # fmt: skip
 
 
 def _step_kwargs(scheduler, generators) -> dict[str, Any]:
