@@ -22,8 +22,10 @@ if [ ! -x "$_venv/bin/python" ] || [ ! -f "$_venv/.complete" ]; then
   "$_venv/bin/pip" install -q -c "$_repo/requirements/constraints.txt" -e "$_repo[test]" >&2
   touch "$_venv/.complete"
 fi
-# Point the editable install at this checkout (cheap, no dependency resolution).
-if ! "$_venv/bin/python" - "$_repo" <<'PY' >/dev/null 2>&1
+# Point the editable install at this checkout (cheap, no dependency resolution). The check runs
+# outside the checkout: inside it, `import gligen_eval` would find the checkout itself whatever
+# the install points at, and subprocesses started elsewhere (pytester) would import another copy.
+if ! (cd / && "$_venv/bin/python" - "$_repo") <<'PY' >/dev/null 2>&1
 import sys, pathlib, gligen_eval
 sys.exit(0 if pathlib.Path(gligen_eval.__file__).resolve().parent.parent == pathlib.Path(sys.argv[1]).resolve() else 1)
 PY
