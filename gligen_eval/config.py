@@ -343,6 +343,9 @@ class RunConfig:
     """FD-DINOv2, CMMD, precision/recall/density/coverage, PickScore (all off by default)."""
     comp: CompConfig = field(default_factory=CompConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    scorers: dict[str, Any] = field(default_factory=dict)
+    """More scorers, by name (a built-in scorer without a section of its own) or ``"package.module:Class"``
+    (a :class:`~gligen_eval.scoring.protocol.Scorer` subclass), each with its options (a mapping, or null)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -384,6 +387,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is Any:
         return value
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config key '{key}': expected a mapping, got {value!r}")
+        inner = args[1] if len(args) == 2 else Any
+        return {str(k): _coerce(v, inner, f"{key}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise ConfigError(f"config key '{key}': expected a mapping, got {value!r}")

@@ -454,7 +454,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if not runs:
         return
     tr.write_sep("-", "gligen-eval runs")
-    keys = ["box/AP", "box/AP50", "box/mIoU", "box/success", "kp/AP", "fid", "clip/global"]
+    from gligen_eval.reporting.metricinfo import headline_keys
+
+    keys = headline_keys()
     for r in runs.values():
         for p in r.points or [r]:
             shown = "  ".join(f"{k}={p.metrics[k]:.4f}" for k in keys if isinstance(p.metrics.get(k), (int, float)))

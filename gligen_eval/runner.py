@@ -231,8 +231,9 @@ def _read_metrics(run_dir: Path) -> dict[str, Any] | None:
 
 
 def render_sweep(name: str, parameter: str, points: list[dict[str, Any]]) -> str:
-    keys = [k for k in ("box/AP", "box/AP50", "box/mIoU", "box/success", "kp/AP", "fid", "clip/global")
-            if any(p["metrics"] and k in p["metrics"] for p in points)]  # fmt: skip
+    from gligen_eval.reporting.metricinfo import headline_keys
+
+    keys = [k for k in headline_keys() if any(p["metrics"] and k in p["metrics"] for p in points)]
     lines = [f"# Scheduled-sampling sweep: {name}", "", f"τ sets {parameter}.", "",
              "| τ | run | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]  # fmt: skip
     for p in points:
@@ -447,9 +448,7 @@ def _cached_image_ok(rd: store.RunDir, req: Request, existing: dict[str, SampleR
 def _merge_rank_samples(rd: store.RunDir, samples: list[SampleRecord]) -> None:
     """Rewrite ``samples.jsonl`` as exactly ``samples`` and delete the per-rank parts (also those an
     interrupted distributed run left behind for a one-process resume)."""
-    store.write_jsonl(rd.path(store.SAMPLES), (s.to_dict() for s in samples))
-    for f in rd.record_files(store.SAMPLES)[1:]:
-        f.unlink()
+    rd.replace_rank_files(store.SAMPLES, (s.to_dict() for s in samples))
 
 
 def generate_missing(rd: store.RunDir, requests: list[Request], sampler, sampler_cfg, settings: dict[str, Any], *,
@@ -466,9 +465,8 @@ def generate_missing(rd: store.RunDir, requests: list[Request], sampler, sampler
     The PNGs and rows are written by :class:`~gligen_eval.writer.BatchWriter` while the next batch
     generates (``sampler.write_overlap``); a batch's rows are appended once all its files are written.
     """
-    from tqdm.auto import tqdm
-
     from gligen_eval import distributed
+    from gligen_eval.chunks import process_missing
 
     dist = dist or distributed.DistInfo()
     existing = _existing_samples(rd)
@@ -481,9 +479,7 @@ def generate_missing(rd: store.RunDir, requests: list[Request], sampler, sampler
             verdict[req.sample_key] = _cached_image_ok(rd, req, existing, repair)
         return verdict[req.sample_key]
 
-    todo = [b for b in distributed.my_chunks(requests, sampler_cfg.batch_size, dist) if not all(map(done, b))]
     out_file = rd.rank_file(store.SAMPLES, dist.rank if dist.enabled else None)
-    total = sum(len(b) for b in todo)
 
     def record_for(req: Request):
         def build(img) -> SampleRecord:  # runs on the writer thread, after the image file is written
@@ -497,13 +493,15 @@ def generate_missing(rd: store.RunDir, requests: list[Request], sampler, sampler
         return build
 
     overlap = getattr(sampler_cfg, "write_overlap", True)
-    with tqdm(total=total, desc="generate", unit="img", disable=not progress or not todo, file=sys.stderr) as bar, \
-            BatchWriter(out_file, overlap=overlap) as writer:  # fmt: skip
-        for batch in todo:
+    with BatchWriter(out_file, overlap=overlap) as writer:
+
+        def process(batch: Sequence[Request]) -> None:
             images = sampler.generate([r.layout for r in batch], [r.seed for r in batch], sampler_cfg, progress=False)
             writer.submit([PendingImage(rd.image_path(req.sample_key), img, record_for(req))
                            for req, img in zip(batch, images) if not done(req)])  # fmt: skip
-            bar.update(len(batch))
+
+        process_missing(requests, is_done=done, process=process, chunk_size=sampler_cfg.batch_size, dist=dist,
+                        progress=progress, desc="generate")  # fmt: skip
         new = writer.close()
     log.info("generated %d images, reused %d", len(new), len(requests) - len(new))
     merged = {**existing, **new}
@@ -562,7 +560,9 @@ def render_summary(manifest: dict[str, Any], metrics: dict[str, Any]) -> str:
 
 
 def format_metrics_short(metrics: dict[str, Any]) -> str:
-    keys = ["box/AP", "box/AP50", "box/AP75", "box/mIoU", "box/success", "kp/AP", "fid", "clip/global"]
+    from gligen_eval.reporting.metricinfo import headline_keys
+
+    keys = headline_keys()
     return "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if isinstance(metrics.get(k), (int, float)))
 
 

@@ -37,7 +37,7 @@ import warnings
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Literal, Mapping
+from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
 
 from gligen_eval.errors import RunDirError
 from gligen_eval.imageio import pil_open
@@ -330,6 +330,22 @@ class RunDir:
         if rank is None:
             return self.path(name)
         return self.path(f"{name[: -len('.jsonl')]}.rank{rank}.jsonl")
+
+    def replace_rank_files(self, name: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Rewrite ``name`` as exactly ``rows`` and delete its per-rank parts (rank 0, after a barrier;
+        also the parts an interrupted distributed run left behind for a one-process resume)."""
+        write_jsonl(self.path(name), rows)
+        for f in self.record_files(name)[1:]:
+            f.unlink()
+
+    def merge_rank_rows(self, name: str, key: Sequence[str]) -> None:
+        """Fold the per-rank parts of a record file into the file itself; a later row with the same
+        ``key`` fields wins."""
+        rows: dict[tuple, Any] = {}
+        for f in self.record_files(name):
+            for r in iter_jsonl(f):
+                rows[tuple(r[k] for k in key)] = r
+        self.replace_rank_files(name, list(rows.values()))
 
     def exists(self) -> bool:
         return (self.root / MANIFEST).is_file()

@@ -3,7 +3,7 @@
 A toy "generator" paints each grounded object as a filled rectangle in its category's color,
 displaced by ``drift`` (as a fraction of the image) and a little seed-dependent jitter; a toy
 "detector" finds the colored rectangles again (connected components per color). The run is then
-scored by the real scoring code (:func:`gligen_eval.scoring.pipeline.score_boxes`: COCO AP through
+scored by the real scoring code (:func:`gligen_eval.scoring.boxes.evaluate_boxes`: COCO AP through
 faster-coco-eval plus per-instance IoU records) and written as a run directory exactly as a real
 run writes one. A candidate whose images drift away from the layout boxes is a degraded model
 scored against the very same layouts and seeds.
@@ -104,7 +104,7 @@ def make_run(
     from PIL import Image
 
     from gligen_eval.config import config_from_dict
-    from gligen_eval.scoring.pipeline import score_boxes
+    from gligen_eval.scoring.boxes import evaluate_boxes
     from gligen_eval.scoring import stats
 
     layouts = list(layouts) if layouts is not None else make_layouts()
@@ -137,7 +137,9 @@ def make_run(
                                         width=cfg.sampler.width, height=cfg.sampler.height, layout_hash=lay.content_hash(),
                                         settings_hash=stable_hash(settings), extra=extra))  # fmt: skip
             dets[key] = detect(img)
-    metrics, breakdowns, instances = score_boxes(layouts, samples, dets, cfg)
+    ev = evaluate_boxes(layouts, samples, dets, backend=cfg.scoring.backend, success_iou=cfg.scoring.success_iou,
+                        min_score=cfg.scoring.instance_min_score)  # fmt: skip
+    metrics, breakdowns, instances = ev.metrics("box"), {"box/AP_per_category": ev.result.per_category}, ev.records
     metrics.update(n_samples=len(samples), n_layouts=len(layouts), n_instances=len(instances))
     if with_ci:
         for key, field in (("box/mIoU", "best_iou"), ("box/success", "hit")):

@@ -212,7 +212,7 @@ def _add_pose(run: Path, shift: float) -> dict:
     ``models.pose`` like a run with a pose model, and the kp/ metrics they score."""
     from gligen_eval.records import Detection
     from gligen_eval.reporting.rundata import RunData
-    from gligen_eval.scoring.pipeline import evaluate_keypoints
+    from gligen_eval.scoring.keypoints import evaluate_keypoints
 
     rd = RunData(run)
     kp_samples = [s for s in rd.samples if any(o.keypoints for o in rd.layouts[s.layout_id].objects)]

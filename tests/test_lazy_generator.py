@@ -18,7 +18,7 @@ SMALL = ["--set", "layouts.limit=3", "--set", "sampler.steps=2", "--set", "sampl
 def _count_builds(monkeypatch):
     """Counts of generator, detector and CLIP builds; the returned function reads and resets them."""
     from gligen_eval.generation import loading
-    from gligen_eval.scoring import detectors, pipeline
+    from gligen_eval.scoring import clip_pass, detectors
 
     counts = {"generator": 0, "detector": 0, "clip": 0}
 
@@ -31,7 +31,7 @@ def _count_builds(monkeypatch):
 
     monkeypatch.setattr(loading, "load_components", counted("generator", loading.load_components))
     monkeypatch.setattr(detectors, "build_detector", counted("detector", detectors.build_detector))
-    monkeypatch.setattr(pipeline, "build_clip_scorer", counted("clip", pipeline.build_clip_scorer))
+    monkeypatch.setattr(clip_pass, "build_clip_scorer", counted("clip", clip_pass.build_clip_scorer))
 
     def take() -> dict[str, int]:
         out = dict(counts)
@@ -154,14 +154,14 @@ def test_the_stamp_follows_the_model_files(tmp_path):
 
 def test_preflight_checks_weights_without_building(tmp_path, monkeypatch):
     from gligen_eval.errors import MissingWeightsError
-    from gligen_eval.scoring import detectors, pipeline
+    from gligen_eval.scoring import clip_pass, detectors, fid_pass, pipeline
 
     def no_build(*args, **kwargs):
         raise AssertionError("the preflight built a model")
 
     monkeypatch.setattr(detectors, "build_detector", no_build)
-    monkeypatch.setattr(pipeline, "build_clip_scorer", no_build)
-    monkeypatch.setattr(pipeline, "build_fid_scorer", no_build)
+    monkeypatch.setattr(clip_pass, "build_clip_scorer", no_build)
+    monkeypatch.setattr(fid_pass, "build_fid_scorer", no_build)
     base = {"name": "p", "detector": {"kind": "yolo", "weights": "yolov8n.yaml"}}
     pipeline.preflight(config_from_dict({**base, "pose": {"weights": "yolov8n-pose.yaml"},
                                          "clip": {"enabled": True, "model": "tiny"}}), device="cpu")  # fmt: skip

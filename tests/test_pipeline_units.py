@@ -12,7 +12,7 @@ from PIL import Image
 from gligen_eval.config import RunConfig, config_from_dict
 from gligen_eval.errors import ConfigError, InputError
 from gligen_eval.records import GroundedObject, InstanceRecord, Layout
-from gligen_eval.scoring import coco, pipeline, resample
+from gligen_eval.scoring import boxes, coco, fid_pass, keypoints, pipeline, realimages, resample
 from gligen_eval.scoring.resample import ImageSetAP
 
 
@@ -77,13 +77,13 @@ def test_keypoint_breakdown_hand_values():
     gt = {"annotations": [{"image_id": 1, "bbox": [0, 0, 20, 20], "area": 400.0, "keypoints": gt_kps}]}
     pred = [10.0, 10.0, 1] * 17
     pred[0] = 13.0  # nose 3 px off
-    out = pipeline.keypoint_breakdown(gt, [{"image_id": 1, "keypoints": pred}])
+    out = keypoints.keypoint_breakdown(gt, [{"image_id": 1, "keypoints": pred}])
     expected = math.exp(-9.0 / (2 * sig[0]) ** 2 / (400.0 + np.spacing(1)) / 2)
     assert out["nose"]["similarity"] == pytest.approx(expected) and out["nose"]["n"] == 1
     assert out["nose"]["pck"] == float(expected >= 0.5)
     assert "right_eye" not in out and out["left_eye"]["similarity"] == 1.0
     # no detection at all: every labelled point scores 0
-    missed = pipeline.keypoint_breakdown(gt, [])
+    missed = keypoints.keypoint_breakdown(gt, [])
     assert missed["nose"] == {"similarity": 0.0, "pck": 0.0, "n": 1}
 
 
@@ -94,50 +94,50 @@ def _rec(key: str, j: int, hit: bool) -> InstanceRecord:
 def test_agreement_rate():
     a = [_rec("s", 0, True), _rec("s", 1, False), _rec("s", 2, True), _rec("t", 0, True)]
     b = [_rec("s", 0, True), _rec("s", 1, True), _rec("s", 2, True), _rec("t", 0, True)]
-    assert pipeline.agreement_rate(a, b) == 0.75
-    assert pipeline.agreement_rate(a, a) == 1.0
-    assert math.isnan(pipeline.agreement_rate(a, []))
+    assert boxes.agreement_rate(a, b) == 0.75
+    assert boxes.agreement_rate(a, a) == 1.0
+    assert math.isnan(boxes.agreement_rate(a, []))
 
 
 def test_real_image_records_and_errors(tmp_path):
     img = tmp_path / "a.png"
     Image.new("RGB", (30, 20), (1, 2, 3)).save(img)
     lay = Layout("L1", "a dog", (GroundedObject("dog", (0.1, 0.1, 0.5, 0.5), category="dog"),), image_path=str(img))
-    (r,) = pipeline.real_images([lay])
+    (r,) = realimages.real_images([lay])
     assert (r.width, r.height) == (30, 20)
-    plain, = pipeline.real_samples([r], with_phrases=False)
-    phrased, = pipeline.real_samples([r], with_phrases=True)
+    plain, = realimages.real_samples([r], with_phrases=False)
+    phrased, = realimages.real_samples([r], with_phrases=True)
     assert plain.sample_key.startswith("real-") and plain.sample_key != phrased.sample_key
     assert plain.image == str(img.resolve())
     with pytest.raises(InputError, match=r"\[layout L2\].*images_dir"):
-        pipeline.real_images([Layout("L2", "x", lay.objects)])
+        realimages.real_images([Layout("L2", "x", lay.objects)])
     with pytest.raises(InputError, match=r"missing.png \[layout L3\]"):
-        pipeline.real_images([Layout("L3", "x", lay.objects, image_path=str(tmp_path / "missing.png"))])
+        realimages.real_images([Layout("L3", "x", lay.objects, image_path=str(tmp_path / "missing.png"))])
 
 
 def test_fid_cache_dir_and_reference_folder(tmp_path, monkeypatch):
     cfg = RunConfig().fid
-    monkeypatch.delenv(pipeline.FID_CACHE_ENV, raising=False)
-    assert str(pipeline.fid_cache_dir(cfg)).endswith(".cache/gligen-eval/fid")
-    monkeypatch.setenv(pipeline.FID_CACHE_ENV, str(tmp_path / "env"))
-    assert pipeline.fid_cache_dir(cfg) == tmp_path / "env"
+    monkeypatch.delenv(fid_pass.FID_CACHE_ENV, raising=False)
+    assert str(fid_pass.fid_cache_dir(cfg)).endswith(".cache/gligen-eval/fid")
+    monkeypatch.setenv(fid_pass.FID_CACHE_ENV, str(tmp_path / "env"))
+    assert fid_pass.fid_cache_dir(cfg) == tmp_path / "env"
     cfg.cache_dir = str(tmp_path / "cfg")
-    assert pipeline.fid_cache_dir(cfg) == tmp_path / "cfg"
+    assert fid_pass.fid_cache_dir(cfg) == tmp_path / "cfg"
     (tmp_path / "ref" / "sub").mkdir(parents=True)
     for name in ("b.png", "sub/a.jpg", "notes.txt"):
         (tmp_path / "ref" / name).write_bytes(b"x")
     cfg.reference = str(tmp_path / "ref")
-    paths, where = pipeline.fid_reference_images(cfg, [])
+    paths, where = fid_pass.fid_reference_images(cfg, [])
     assert [p.name for p in paths] == ["b.png", "a.jpg"] and "folder" in where
     cfg.reference = None
     with pytest.raises(InputError, match=r"\[layout L\].*fid.reference"):
-        pipeline.fid_reference_images(cfg, [Layout("L", "x", ())])
+        fid_pass.fid_reference_images(cfg, [Layout("L", "x", ())])
 
 
 def test_tiny_fid_features_are_seeded():
     import torch
 
-    a, b, c = pipeline.tiny_fid_extractor(0), pipeline.tiny_fid_extractor(0), pipeline.tiny_fid_extractor(1)
+    a, b, c = fid_pass.tiny_fid_extractor(0), fid_pass.tiny_fid_extractor(0), fid_pass.tiny_fid_extractor(1)
     assert a.fingerprint == b.fingerprint != c.fingerprint
     batch = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
     assert a(batch).shape == (2, 32) and torch.equal(a(batch), b(batch))

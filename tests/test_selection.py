@@ -44,7 +44,8 @@ def test_keypoint_layouts_keep_the_persons_the_generator_grounds(tmp_path):
 
     from gligen_eval.generation.keypoint_net import pack_keypoints
     from gligen_eval.scoring import coco
-    from gligen_eval.scoring.pipeline import evaluate_boxes, evaluate_keypoints
+    from gligen_eval.scoring.boxes import evaluate_boxes
+    from gligen_eval.scoring.keypoints import evaluate_keypoints
 
     src = _jsonl(tmp_path / "kp.jsonl", [crowd(10), crowd(10, with_car=True, layout_id="mixed"), crowd(3, layout_id="few")])
     with pytest.warns(LayoutWarning, match=r"1?2 layouts had more than 8 persons with keypoints"):

@@ -14,7 +14,7 @@ Spatial prompts without a reference layout (all-zero boxes, ``image_id`` -1) are
 (``"parking_meter"`` → ``"parking meter"``). A phrase that names a COCO class, up to case, a leading
 article and a trailing instance number (``"cat"``, ``"a Dog"``, ``"car 2"``), gets that class as its
 ``category``; the others (``"pedestrian 1"``, ``"sunny windowsill"``) have none, and a closed-set
-detector does not score them (:func:`gligen_eval.scoring.pipeline.check_detector_classes`). Boxes
+detector does not score them (:func:`gligen_eval.scoring.boxes.check_detector_classes`). Boxes
 that overshoot the canvas are clipped to it (one warning counts them).
 
 Stated relations (``Layout.relations``, what the spatial checks of scoring use): NSR-1K spatial

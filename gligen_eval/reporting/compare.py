@@ -256,7 +256,7 @@ def _coco_items(run: RunData, samples: list, family: str) -> dict[str, list[tupl
     else:
         dets = run.detections
         relabel = run.detector_takes_phrases
-    from gligen_eval.scoring.pipeline import relabel_phrases, scored_layout
+    from gligen_eval.scoring.boxes import relabel_phrases, scored_layout
 
     # a closed-set detector's classes, as the run recorded them: objects of other classes were not scored
     classes = ((run.manifest.get("models") or {}).get("detector") or {}).get("classes") if family == "box" else None

@@ -1,34 +1,20 @@
-"""What the metric keys of ``metrics.json`` mean for reports: order, direction, formatting."""
+"""What the metric keys of ``metrics.json`` mean for reports: order, direction, formatting.
+
+Everything here reads the key specs the scorers declare (:class:`~gligen_eval.scoring.protocol.KeySpec`);
+a key no scorer declares (a user's scorer that is not installed here) is shown after the others, by
+name, as a higher-is-better score with 3 decimals.
+"""
 
 from __future__ import annotations
 
 import math
 from typing import Any, Iterable
 
-BOX_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
-            "APr", "APc", "APf")  # fmt: skip
-KP_KEYS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
-_FIRST = ("box/mIoU", "box/success")
-_QUALITY = ("fid", "kid", "fd_dinov2", "cmmd", "prdc/precision", "prdc/recall", "prdc/density", "prdc/coverage",
-            "pref/pickscore", "clip/global", "clip/regional")  # fmt: skip
-_LOWER_IS_BETTER = ("fid", "kid", "fd_dinov2", "cmmd")
-_LOWER_IS_BETTER_PREFIXES = ("box/tide/",)  # AP lost to one error type
-_COND_WIDE = ("depth_rmse", "normal_angle_mean", "normal_angle_median")  # 0-255 levels and degrees: 2 decimals
 
+def _spec(key: str) -> Any:
+    from gligen_eval.scoring.protocol import key_spec
 
-def _cond_names() -> tuple[str, ...]:
-    from gligen_eval.scoring.condition import METRIC_NAMES
-
-    return METRIC_NAMES
-
-
-def _cond_name(key: str) -> str | None:
-    """``canny_f1`` for ``cond/canny_f1`` and ``cond/real/canny_f1``; None for other keys."""
-    k = base_key(key)
-    if not k.startswith("cond/"):
-        return None
-    name = k.rsplit("/", 1)[-1]
-    return name if name in _cond_names() else None
+    return key_spec(base_key(key))
 
 
 def is_ci_key(key: str) -> bool:
@@ -41,53 +27,29 @@ def base_key(key: str) -> str:
 
 def is_coco_key(key: str) -> bool:
     """A COCO summary key (``box/AP``, ``kp/AR50``, ...), where -1 means "undefined"."""
-    head, _, name = base_key(key).partition("/")
-    return (head == "box" and name in BOX_KEYS) or (head == "kp" and name in KP_KEYS) or (
-        head == "box" and name.startswith("AR") and name[2:].isdigit())
+    spec = _spec(key)
+    return bool(spec and spec.coco)
 
 
 def higher_is_better(key: str) -> bool:
-    """``False`` for distances (FID, KID, FD-DINOv2, CMMD and their variants) and condition errors (``cond/depth_rmse``,
-    ``cond/depth_absrel``, ``cond/normal_angle_mean``, ``cond/normal_angle_median``), ``True`` for scores."""
-    if _cond_name(key) is not None:
-        from gligen_eval.scoring.condition import lower_is_better
-
-        return not lower_is_better(base_key(key))
-    head = base_key(key).split("/")[0]
-    if base_key(key).startswith(_LOWER_IS_BETTER_PREFIXES):
-        return False
-    return head not in _LOWER_IS_BETTER and not base_key(key).startswith(tuple(f"{k}_" for k in _LOWER_IS_BETTER))
-
-
-def _comp_keys() -> tuple[str, ...]:
-    """Compositional keys (all higher is better): ``comp/`` counts, relations, colours, then COCO-MIG ``mig/``."""
-    from gligen_eval.scoring.compositional import COMP_KEYS, MIG_KEYS
-
-    return COMP_KEYS + MIG_KEYS
+    """``False`` for distances (FID, KID, FD-DINOv2, CMMD), condition errors (``cond/depth_rmse``...) and
+    the AP lost to one error type (``box/tide/*``); ``True`` for scores."""
+    spec = _spec(key)
+    return spec.higher_is_better if spec is not None else True
 
 
 def _rank(key: str) -> tuple:
-    if key.startswith("box/") and key[4:] in BOX_KEYS:
-        return (0, BOX_KEYS.index(key[4:]), key)
-    if key in _FIRST:
-        return (1, _FIRST.index(key), key)
-    if key.startswith("kp/") and key[3:] in KP_KEYS:
-        return (2, KP_KEYS.index(key[3:]), key)
-    if key in _QUALITY:
-        return (3, _QUALITY.index(key), key)
-    cond = _cond_name(key)
-    if cond is not None:  # generated first, then the real-image ceiling
-        names = _cond_names()
-        return (3, 100 + names.index(cond) + (len(names) if key.startswith("cond/real/") else 0), key)
-    if key in _comp_keys():
-        return (3, 1000 + _comp_keys().index(key), key)
-    return (4, 0, key)
+    from gligen_eval.scoring.protocol import OTHER, all_key_specs
+
+    spec = _spec(key)
+    if spec is None or spec.section == OTHER:
+        return (OTHER, 0, key)
+    return (spec.section, all_key_specs().index(spec), key)
 
 
 def order_metrics(keys: Iterable[str]) -> list[str]:
-    """``box/`` COCO keys (``summarize()`` order), ``box/mIoU`` and ``box/success``, ``kp/`` COCO keys,
-    then FID, KID and CLIP, then the ``cond/`` keys (``scoring.condition.METRIC_NAMES`` order,
-    ``cond/real/`` after them), then the ``comp/`` and ``mig/`` keys, then the rest by name."""
+    """By report section (COCO box keys, per-instance means, COCO keypoint keys, image quality and CLIP,
+    condition consistency, composition), in the order the scorers declare them; then the rest by name."""
     return sorted(set(keys), key=_rank)
 
 
@@ -103,12 +65,15 @@ def metric_keys(metrics: dict[str, Any], skip: Iterable[str] = ()) -> list[str]:
 
 
 def decimals(key: str) -> int:
-    k = base_key(key)
-    if _cond_name(k) in _COND_WIDE:
-        return 2
-    if k.split("/")[0] in ("fid", "fd_dinov2", "pref"):
-        return 2
-    return 4 if k.split("/")[0] == "kid" else 3
+    spec = _spec(key)
+    return spec.decimals if spec is not None else 3
+
+
+def headline_keys() -> list[str]:
+    """The keys shown first after a run, in sweeps and by the pytest plugin."""
+    from gligen_eval.scoring.protocol import headline_keys as keys
+
+    return keys()
 
 
 def fmt(key: str, value: float | None, ci: tuple[float, float] | None = None) -> str:

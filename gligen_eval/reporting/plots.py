@@ -286,7 +286,7 @@ def ap_by_layout_group(r: RunData, group_of_layout: Callable[[Any], str]) -> dic
     """Box AP of the run's samples grouped by their layout (e.g. by number of objects)."""
     from gligen_eval.scoring import coco
 
-    from gligen_eval.scoring.pipeline import relabel_phrases
+    from gligen_eval.scoring.boxes import relabel_phrases
 
     dets = r.detections
     relabel = r.detector_takes_phrases  # phrase labels are scored as the objects' classes

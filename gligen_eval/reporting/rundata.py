@@ -48,6 +48,20 @@ class RunData:
             raise InputError("must hold one JSON object", path=str(self.path / store.METRICS))
         self.metrics: dict[str, Any] = metrics
         self.label = str(self.manifest.get("name") or self.path.name)
+        self._load_user_scorers()
+
+    def _load_user_scorers(self) -> None:
+        """Make the key specs of the run's own scorers (``scorers: {"package.module:Class": ...}``) known
+        to reports and compare, where those classes import here; other keys are shown as plain scores."""
+        from gligen_eval.errors import ConfigError
+        from gligen_eval.scoring.protocol import user_scorer
+
+        for key in self.config.get("scorers") or {}:
+            if ":" in str(key):
+                try:
+                    user_scorer(str(key))
+                except ConfigError:
+                    continue
 
     def __repr__(self) -> str:
         return f"RunData({str(self.path)!r})"
@@ -91,7 +105,7 @@ class RunData:
     @cached_property
     def detector_takes_phrases(self) -> bool:
         """Whether the run's detector looked for the layout phrases (open-vocabulary): its labels are
-        phrases, which scoring maps to the objects' classes (:func:`~gligen_eval.scoring.pipeline.relabel_phrases`)."""
+        phrases, which scoring maps to the objects' classes (:func:`~gligen_eval.scoring.boxes.relabel_phrases`)."""
         from gligen_eval.errors import GligenEvalError
         from gligen_eval.scoring.detectors import resolve_detector
 

@@ -235,6 +235,9 @@ METRICS_OF: Mapping[str, tuple[Callable[[np.ndarray, np.ndarray], dict[str, floa
 METRIC_NAMES: tuple[str, ...] = tuple(n for _, names in METRICS_OF.values() for n in names)
 """Every condition-consistency metric name (``cond/<name>``, ``cond/real/<name>``), in report order."""
 
+WIDE_METRICS = ("depth_rmse", "normal_angle_mean", "normal_angle_median")
+"""Metrics in 0-255 levels or degrees (reports show 2 decimals)."""
+
 
 def metric_names(modality: str) -> tuple[str, ...]:
     """The metric names (without ``cond/``) of ``modality``; empty for a modality without a condition map."""

@@ -23,7 +23,6 @@ image's size, turned back into a 0–255 map) by :mod:`gligen_eval.scoring.condi
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -204,41 +203,41 @@ def cond_missing(
 ) -> dict[str, dict[str, Any]]:
     """Score the items without a cached row; returns {item key: row} for this rank's chunks and every
     cached item. A row holds ``cond/<name>`` values (``None`` where undefined)."""
-    from tqdm.auto import tqdm
+    from gligen_eval.chunks import process_missing
 
     dist = dist or distributed.DistInfo()
     fp = scorer.fingerprint()
     by_id = {lay.layout_id: lay for lay in layouts}
     cached = cached_rows(rd, fp)
     out = {it.key: cached[it.key] for it in items if it.key in cached}
-    todo = [b for b in distributed.my_chunks(items, chunk_size, dist) if any(it.key not in out for it in b)]
     out_file = rd.rank_file(COND_ROWS, dist.rank if dist.enabled else None)
     targets: dict[tuple[str, int, int], Any] = {}  # one input condition per layout and size
-    with tqdm(total=sum(map(len, todo)), desc=f"condition ({scorer.modality})", unit="img",
-              disable=not progress or not todo, file=sys.stderr) as bar:  # fmt: skip
-        for chunk in todo:
-            batch = [it for it in chunk if it.key not in out]
-            images = []
-            for it in batch:
-                image = _read_rgb(Path(it.image) if it.real else rd.root / it.image, it)
-                images.append(_fit_real(image, it.width, it.height) if it.real else image)
-            rows = []
-            for it, image, pred in zip(batch, images, scorer.extract(images)):
-                tkey = (it.layout_id, image.width, image.height)
-                condition = f"{COND_MAPS}/input-{stable_hash(list(tkey))}.png"
-                if tkey not in targets:
-                    targets[tkey] = scorer.target(by_id[it.layout_id], image.width, image.height)
-                    _save_map(rd.root / condition, targets[tkey])  # the input condition, for galleries
-                values = scorer.compare(pred, targets[tkey])
-                rel = f"{COND_MAPS}/{it.key}.png"
-                _save_map(rd.root / rel, pred)
-                row = {"key": it.key, "layout_id": it.layout_id, "seed": it.seed, "image": it.image, "real": it.real,
-                       "scorer": fp, "modality": scorer.modality, "condition": condition, "extracted": rel,
-                       **values}  # fmt: skip
-                out[it.key] = store.json_safe(row)
-                rows.append(row)
-            store.append_jsonl(out_file, rows)
-            bar.update(len(chunk))
+
+    def process(chunk: Sequence[CondItem]) -> None:
+        batch = [it for it in chunk if it.key not in out]
+        images = []
+        for it in batch:
+            image = _read_rgb(Path(it.image) if it.real else rd.root / it.image, it)
+            images.append(_fit_real(image, it.width, it.height) if it.real else image)
+        rows = []
+        for it, image, pred in zip(batch, images, scorer.extract(images)):
+            tkey = (it.layout_id, image.width, image.height)
+            condition = f"{COND_MAPS}/input-{stable_hash(list(tkey))}.png"
+            if tkey not in targets:
+                targets[tkey] = scorer.target(by_id[it.layout_id], image.width, image.height)
+                _save_map(rd.root / condition, targets[tkey])  # the input condition, for galleries
+            values = scorer.compare(pred, targets[tkey])
+            rel = f"{COND_MAPS}/{it.key}.png"
+            _save_map(rd.root / rel, pred)
+            row = {"key": it.key, "layout_id": it.layout_id, "seed": it.seed, "image": it.image, "real": it.real,
+                   "scorer": fp, "modality": scorer.modality, "condition": condition, "extracted": rel,
+                   **values}  # fmt: skip
+            out[it.key] = store.json_safe(row)
+            rows.append(row)
+        store.append_jsonl(out_file, rows)
+
+    process_missing(items, is_done=lambda it: it.key in out, process=process, chunk_size=chunk_size, dist=dist,
+                    progress=progress, desc=f"condition ({scorer.modality})")  # fmt: skip
     return out
 
 

@@ -362,7 +362,8 @@ def score_quality(rd: store.RunDir, cfg: "RunConfig", layouts: Sequence[Layout],
                   device: str) -> tuple[dict[str, float], dict[str, Any]]:  # fmt: skip
     """The enabled ``quality`` metrics of the run's images. Returns ``(metrics, description for the manifest)``."""
     from gligen_eval.scoring import distances
-    from gligen_eval.scoring.pipeline import _release, fid_cache_dir, fid_reference_images
+    from gligen_eval.scoring.detection import release as _release
+    from gligen_eval.scoring.fid_pass import fid_cache_dir, fid_reference_images
 
     q = cfg.quality
     metrics: dict[str, float] = {}
