@@ -49,7 +49,8 @@ def _add_run(sub) -> None:
 
 def cmd_run(args) -> int:
     from gligen_eval.config import load_config
-    from gligen_eval.runner import SWEEP_INDEX, format_metrics_short, run
+    from gligen_eval.reporting.run_summary import format_metrics_short
+    from gligen_eval.runner import SWEEP_INDEX, run
 
     overrides = list(args.overrides)
     if args.out:

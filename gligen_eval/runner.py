@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from gligen_eval import store
+from gligen_eval import schema, store
 from gligen_eval.config import RunConfig
 from gligen_eval.errors import GligenEvalError
 from gligen_eval.records import Layout, SampleRecord, stable_hash
@@ -221,26 +221,15 @@ def run_sweep(cfg: RunConfig, *, resume: bool = False, progress: bool = True) ->
     if distributed.env_world().is_main:
         parameter = "sampler.alpha = [tau, 0, 1 - tau]" if cfg.sampler.schedule == "alpha" else "sampler.beta = tau"
         store.atomic_write_json(root / SWEEP_INDEX, {"name": cfg.name, "parameter": parameter, "points": points})
-        store.atomic_write_text(root / "sweep.md", render_sweep(cfg.name, parameter, points))
+        from gligen_eval.reporting import run_summary
+
+        store.atomic_write_text(root / "sweep.md", run_summary.render_sweep(cfg.name, parameter, points))
     return root
 
 
 def _read_metrics(run_dir: Path) -> dict[str, Any] | None:
     p = run_dir / store.METRICS
     return store.read_json(p) if p.exists() else None
-
-
-def render_sweep(name: str, parameter: str, points: list[dict[str, Any]]) -> str:
-    from gligen_eval.reporting.metricinfo import headline_keys
-
-    keys = [k for k in headline_keys() if any(p["metrics"] and k in p["metrics"] for p in points)]
-    lines = [f"# Scheduled-sampling sweep: {name}", "", f"τ sets {parameter}.", "",
-             "| τ | run | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]  # fmt: skip
-    for p in points:
-        m = p["metrics"] or {}
-        vals = [f"{m[k]:.4f}" if isinstance(m.get(k), float) else str(m.get(k, "")) for k in keys]
-        lines.append(f"| {p['tau']:g} | {p['run']} | " + " | ".join(vals) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def _run_single(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
@@ -308,7 +297,7 @@ def _run_single_once(cfg: RunConfig, *, resume: bool = False, progress: bool = T
         generate_missing(rd, requests, sampler, sampler_cfg, settings, dist=dist, progress=progress, repair=True)
         distributed.barrier(dist)
 
-    manifest = {
+    manifest: schema.Manifest = {
         "schema_version": store.SCHEMA_VERSION,
         "name": cfg.name,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -360,7 +349,9 @@ def _run_single_once(cfg: RunConfig, *, resume: bool = False, progress: bool = T
     if dist.is_main:
         manifest["models"].update(scorers)
         store.atomic_write_json(rd.path(store.MANIFEST), manifest)
-        store.atomic_write_text(rd.path(store.REPORT), render_summary(manifest, metrics))
+        from gligen_eval.reporting import run_summary
+
+        store.atomic_write_text(rd.path(store.REPORT), run_summary.render_summary(manifest, metrics))
     distributed.barrier(dist)
     return rd.root
 
@@ -529,41 +520,6 @@ def _schedule_extra(sampler_cfg, settings: dict[str, Any]) -> dict[str, Any]:
     else:
         d["beta"] = sampler_cfg.beta
     return d
-
-
-def render_summary(manifest: dict[str, Any], metrics: dict[str, Any]) -> str:
-    cfg = manifest["config"]
-    lines = [f"# gligen-eval run: {manifest['name']}", ""]
-    if manifest.get("random_weights"):
-        lines += [
-            "> **These numbers come from random weights** (tiny random generator and/or a detector built from a",
-            "> `.yaml`). They exercise the pipeline and mean nothing about any model.",
-            "",
-        ]
-    lines += [
-        f"- model: `{cfg['model']['name']}` · detector: `{cfg['detector']['weights']}`",
-        f"- layouts: `{manifest['layouts']['source']}` ({manifest['layouts']['count']} layouts, "
-        f"{metrics.get('n_samples')} images, {metrics.get('n_instances')} grounded objects)",
-        f"- sampler: {cfg['sampler']['steps']} steps, {cfg['sampler']['height']}x{cfg['sampler']['width']}, "
-        f"guidance {cfg['sampler']['guidance_scale']}, schedule {cfg['sampler']['schedule']}",
-        f"- created {manifest['created']} · git {str((manifest.get('git') or {}).get('hash'))[:10]}",
-        "",
-        "| metric | value |",
-        "|---|---|",
-    ]
-    for k, v in metrics.items():
-        if isinstance(v, float):
-            lines.append(f"| {k} | {v:.4f} |")
-        else:
-            lines.append(f"| {k} | {v} |")
-    return "\n".join(lines) + "\n"
-
-
-def format_metrics_short(metrics: dict[str, Any]) -> str:
-    from gligen_eval.reporting.metricinfo import headline_keys
-
-    keys = headline_keys()
-    return "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if isinstance(metrics.get(k), (int, float)))
 
 
 def dumps(obj: Any) -> str:

@@ -24,6 +24,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from gligen_eval import schema
 from gligen_eval.reporting.rundata import RunData
 
 SIZE_LABELS = ("small", "medium", "large")
@@ -162,7 +163,7 @@ def _breakdown_values(r: RunData, key: str) -> dict[str, float]:
 
 
 def plot_per_category_ap(runs: Sequence[RunData], *, max_categories: int = 80):
-    data = {r.label: _breakdown_values(r, "box/AP_per_category") for r in runs}
+    data = {r.label: _breakdown_values(r, schema.AP_PER_CATEGORY) for r in runs}
     data = {k: v for k, v in data.items() if v}
     if not data:
         raise Skip("no run has box/AP_per_category in breakdowns.json")
@@ -198,7 +199,7 @@ def plot_kp_per_keypoint(runs: Sequence[RunData]):
 
     data = {}
     for r in runs:
-        vals = _breakdown_values(r, "kp/AP_per_keypoint")
+        vals = _breakdown_values(r, schema.AP_PER_KEYPOINT)
         if vals:
             data[r.label] = vals
     if not data:

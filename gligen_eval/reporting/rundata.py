@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from gligen_eval import store
+from gligen_eval.schema import COUNT_KEYS  # noqa: F401  (compare reads it from here until it imports schema)
 from gligen_eval.errors import InputError
 from gligen_eval.records import Detection, InstanceRecord, Layout, SampleRecord
 
 # Keys of metrics.json that count things rather than measure them.
-COUNT_KEYS = ("n_samples", "n_layouts", "n_instances")
 
 
 def _read_json(path: Path, what: str) -> Any:

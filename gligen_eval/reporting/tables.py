@@ -14,7 +14,8 @@ from typing import Any, Sequence
 from gligen_eval.errors import InputError
 from gligen_eval.reporting import metricinfo as mi
 from gligen_eval.reporting.html import esc, page
-from gligen_eval.reporting.rundata import COUNT_KEYS, RunData
+from gligen_eval.reporting.rundata import RunData
+from gligen_eval.schema import COUNT_KEYS
 
 # Descriptive columns (shown before the metrics: LEAD_COLUMNS, after them: TAIL_COLUMNS).
 LEAD_COLUMNS = ("run", "model", "modality", "tau", "N")

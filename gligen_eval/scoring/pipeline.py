@@ -48,7 +48,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
-from gligen_eval import distributed, store
+from gligen_eval import distributed, schema, store
 from gligen_eval.config import RunConfig
 from gligen_eval.records import Layout, SampleRecord
 
@@ -111,11 +111,11 @@ def score_run(
     described = _describe(scorers)
     box = ctx.shared["box"]
     metrics = _order(metrics)
-    metrics["n_samples"] = len(samples)
-    metrics["n_layouts"] = len(layouts)
-    metrics["n_instances"] = len(box.records)
+    metrics[schema.N_SAMPLES] = len(samples)
+    metrics[schema.N_LAYOUTS] = len(layouts)
+    metrics[schema.N_INSTANCES] = len(box.records)
     if box.unmapped:
-        metrics["n_instances_unmapped"] = box.unmapped
+        metrics[schema.N_INSTANCES_UNMAPPED] = box.unmapped
     store.write_jsonl(rd.path(store.INSTANCES), (r.to_dict() for r in box.records))
     store.atomic_write_json(rd.path(store.BREAKDOWNS), breakdowns)
     store.atomic_write_json(rd.path(store.METRICS), metrics)

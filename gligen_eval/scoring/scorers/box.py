@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gligen_eval import schema
 from gligen_eval.scoring.protocol import COCO_BOX, INSTANCE, KeySpec, ScoreContext, ScoreOutput, Scorer
 
 COCO_BOX_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
@@ -66,8 +67,8 @@ class BoxScorer(Scorer):
         ev = evaluate_pass(ctx, p, p.samples)
         ctx.shared["box"] = ev
         ctx.shared["box_pass"] = p
-        out = ScoreOutput(ev.metrics("box"), {"box/AP_per_category": ev.result.per_category,
-                                              "box/instances_per_category": per_category_instances(ev.records)})
+        out = ScoreOutput(ev.metrics("box"), {schema.AP_PER_CATEGORY: ev.result.per_category,
+                                              schema.INSTANCES_PER_CATEGORY: per_category_instances(ev.records)})
         m = out.metrics
         if sc.error_analysis and not ev.lvis:
             from gligen_eval.scoring.errors import error_metrics
@@ -86,7 +87,7 @@ class BoxScorer(Scorer):
             real_ev = evaluate_pass(ctx, p, p.real)
             m.update(real_ev.metrics("box/real"))
             m["box/AP_ratio"] = ratio(m["box/AP"], m["box/real/AP"])
-            out.breakdowns["box/real/AP_per_category"] = real_ev.result.per_category
+            out.breakdowns[schema.REAL_AP_PER_CATEGORY] = real_ev.result.per_category
         return out
 
 

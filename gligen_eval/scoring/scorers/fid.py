@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gligen_eval import schema
 from gligen_eval.scoring.protocol import QUALITY, KeySpec, ScoreContext, ScoreOutput, Scorer
 
 FID_KEYS = ("fid", "kid", "kid/std")
@@ -44,4 +45,4 @@ class FidScorer(Scorer):
 
         values, self.described["fid"] = score_fid(ctx.rd, self.cfg.fid, ctx.layouts, ctx.samples, device=ctx.device)
         return ScoreOutput({k: values[k] for k in FID_KEYS if k in values},
-                           {"fid": {k: v for k, v in values.items() if k not in FID_KEYS}})
+                           {schema.FID_DETAILS: {k: v for k, v in values.items() if k not in FID_KEYS}})

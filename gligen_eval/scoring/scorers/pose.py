@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from gligen_eval import schema
 from gligen_eval.scoring.protocol import COCO_KP, KeySpec, ScoreContext, ScoreOutput, Scorer
 
 log = logging.getLogger("gligen_eval")
 
 COCO_KP_KEYS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
-PER_KEYPOINT = "kp/AP_per_keypoint"  # breakdowns.json: per keypoint name, similarity / pck / n
 
 
 class PoseScorer(Scorer):
@@ -66,7 +66,7 @@ class PoseScorer(Scorer):
         result, gt, results = evaluate_keypoints(ctx.layouts, p.samples, p.detections(cached, p.samples),
                                                  backend=sc.backend)  # fmt: skip
         out = ScoreOutput({f"kp/{k}": v for k, v in result.metrics.items()},
-                          {PER_KEYPOINT: keypoint_breakdown(gt, results)})
+                          {schema.AP_PER_KEYPOINT: keypoint_breakdown(gt, results)})
         n_boot = sc.bootstrap_ap if sc.bootstrap > 0 else 0
         if n_boot:
             out.metrics.update(intervals.ci("kp/AP", intervals.ap_interval(
