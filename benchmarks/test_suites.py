@@ -85,7 +85,8 @@ def test_inpainting(gligen_run):
     _in_unit_interval(m, BOX_KEYS)
     assert m["inpaint/outside_psnr"] > 0
     rows = [json.loads(r) for r in (gligen_run.run_dir / "samples.jsonl").read_text().splitlines()]
-    assert all(r["extra"]["modality"] == "inpaint-text-box" and r["extra"]["outside_psnr"] > 0 for r in rows)
+    assert all(r["extra"]["modality"] == "inpaint-text-box" and r["extra"]["inpaint"]["boxes"] for r in rows)
+    assert all((gligen_run.run_dir / r["extra"]["inpaint"]["input"]).is_file() for r in rows)
 
 
 @pytest.mark.gligen(config=suite_config("smoke-coco-mig.yaml", "coco-mig.yaml"), name="coco-mig",

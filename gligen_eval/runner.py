@@ -478,7 +478,7 @@ def generate_missing(rd: store.RunDir, requests: list[Request], sampler, sampler
                 sample_key=req.sample_key, layout_id=req.layout.layout_id, seed=req.seed,
                 image=rd.image_relpath(req.sample_key), width=img.width, height=img.height,
                 layout_hash=req.layout.content_hash(), settings_hash=settings_hash,
-                extra={**extra, **_inpaint_extra(sampler, req.layout, img, sampler_cfg)},
+                extra={**extra, **_inpaint_inputs(rd, sampler, req.layout, img, sampler_cfg, settings_hash)},
             )  # fmt: skip
 
         return build
@@ -499,18 +499,23 @@ def generate_missing(rd: store.RunDir, requests: list[Request], sampler, sampler
     return [merged[r.sample_key] for r in requests if r.sample_key in merged]
 
 
-def _inpaint_extra(sampler, layout: Layout, image, sampler_cfg) -> dict[str, Any]:
+def _inpaint_inputs(rd: store.RunDir, sampler, layout: Layout, image, sampler_cfg, settings_hash: str) -> dict[str, Any]:
+    """Inpainting: what the preservation scorer needs, recorded as the sampler used it -- the input
+    image fitted to the output size (saved once per layout and size under ``inputs/``), the boxes it
+    regenerated and the latent cell size left out around them."""
     from gligen_eval.generation.modalities import MODALITIES
 
     grounding = sampler.grounding
     spec = MODALITIES.get(grounding.describe()["modality"])
     if not (spec.inpainting if spec is not None else hasattr(grounding, "input_image")):
         return {}
-    from gligen_eval.generation.modalities.preservation import outside_psnr
+    from gligen_eval.writer import encode_png
 
-    reference = grounding.input_image(layout, image.width, image.height)
+    rel = f"{store.INPUTS}/{stable_hash([layout.content_hash(), image.width, image.height, settings_hash])}.png"
+    if not rd.path(rel).is_file():
+        store.atomic_write_bytes(rd.path(rel), encode_png(grounding.input_image(layout, image.width, image.height)))
     boxes = grounding.grounded_boxes(layout, sampler_cfg.max_objects)
-    return {"outside_psnr": outside_psnr(image, reference, boxes, margin=sampler.vae_scale_factor)}
+    return {"inpaint": {"input": rel, "boxes": [list(b) for b in boxes], "margin": int(sampler.vae_scale_factor)}}
 
 
 def _schedule_extra(sampler_cfg, settings: dict[str, Any]) -> dict[str, Any]:

@@ -53,6 +53,8 @@ METRICS = "metrics.json"
 BREAKDOWNS = "breakdowns.json"
 REPORT = "report.md"
 IMAGES = "images"
+INPUTS = "inputs"
+"""Inpainting input images as the sampler used them (one per layout and size), for the preservation score."""
 
 
 def write_error(path: str | os.PathLike[str], e: OSError) -> RunDirError:

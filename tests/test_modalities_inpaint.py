@@ -226,3 +226,30 @@ def test_input_images(tmp_path):
     assert np.array_equal(a, b)
     assert tok.describe() == {"modality": "inpaint-text-box", "input_images": "<function>", "paste_known": False,
                               "vae_latent": "sample", "scale": 1.0}
+
+
+def test_the_preservation_scorer_reads_what_generation_recorded(tmp_path):
+    """Two images against one stored input: 20 dB (outside the box, off by 0.1) and identical (inf) -> mean 20."""
+    from PIL import Image
+
+    from gligen_eval import store
+    from gligen_eval.config import RunConfig
+    from gligen_eval.records import SampleRecord
+    from gligen_eval.scoring.protocol import ScoreContext
+    from gligen_eval.scoring.scorers.inpaint import InpaintPreservation
+
+    base = np.full((16, 16, 3), 100, dtype=np.uint8)
+    shifted = base.copy()
+    shifted[:8] += 51  # the top half off by 51 levels = 0.2 -> MSE 0.04 -> 13.98 dB, outside a bottom box
+    (tmp_path / "inputs").mkdir()
+    Image.fromarray(base).save(tmp_path / "inputs" / "in.png")
+    samples = []
+    for key, arr in (("a", shifted), ("b", base)):
+        Image.fromarray(arr).save(tmp_path / f"{key}.png")
+        samples.append(SampleRecord(key, "L", 0, f"{key}.png", 16, 16, "h", "s",
+                                    extra={"inpaint": {"input": "inputs/in.png", "boxes": [[0.0, 0.5, 1.0, 1.0]],
+                                                       "margin": 0}}))  # fmt: skip
+    ctx = ScoreContext(store.RunDir(tmp_path), RunConfig(), [], samples)
+    out = InpaintPreservation(RunConfig()).score(ctx)
+    assert out.metrics["inpaint/outside_psnr"] == pytest.approx(10 * math.log10(1 / 0.2**2))  # the finite one
+    assert InpaintPreservation(RunConfig()).score(ScoreContext(store.RunDir(tmp_path), RunConfig(), [], [])).metrics == {}
