@@ -45,8 +45,8 @@ class KeySpec:
     """The default gate rule, e.g. ``("max_drop", 0.01)`` or ``("max_rise", 0.5)``."""
     paired: str | None = None
     """How ``compare`` recomputes the key per layout for its paired bootstrap: ``coco:bbox``,
-    ``coco:keypoints`` (per-image matches re-accumulated), ``instances:<field>`` (pooled over the
-    instance rows), ``cond`` (pooled over ``cond.jsonl``); ``None``: point values only."""
+    ``coco:keypoints`` (per-image matches re-accumulated), ``pooled`` (the pooled mean of the values
+    the scorer's :meth:`Scorer.sample_values` reads back from the run's rows); ``None``: point values only."""
 
     def matches(self, key: str) -> bool:
         return _regex(self.pattern).fullmatch(key) is not None
@@ -132,6 +132,13 @@ class Scorer:
     def score(self, ctx: ScoreContext) -> ScoreOutput:
         """Rank 0: the metrics and breakdowns."""
         return ScoreOutput()
+
+    @classmethod
+    def sample_values(cls, run: Any, key: str) -> dict[str, list[float]] | None:
+        """For a ``paired="pooled"`` key: {sample key: the values whose pooled mean over a set of samples is
+        ``key``}, read back from a finished run's rows (``run``: a
+        :class:`~gligen_eval.reporting.rundata.RunData`); ``None`` when the run has no such rows."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         """Manifest entries, ``{role: {name, fingerprint, ...}}``, of the models this scorer used so far."""
@@ -222,6 +229,12 @@ def _key_spec(key: str) -> KeySpec | None:
     specs = all_key_specs()
     exact = next((s for s in specs if "{}" not in s.pattern and s.pattern == key), None)
     return exact or next((s for s in specs if s.matches(key)), None)
+
+
+def key_owner(key: str) -> type[Scorer] | None:
+    """The scorer class that declares ``key``."""
+    spec = key_spec(key)
+    return next((c for c in [*builtin_scorers(), *_USER_SCORERS] if spec in c.keys), None) if spec else None
 
 
 def headline_keys() -> list[str]:

@@ -25,8 +25,8 @@ class BoxScorer(Scorer):
     keys = (
         *(_coco_spec(k) for k in COCO_BOX_KEYS),
         KeySpec("box/AR{}", section=COCO_BOX, coco=True, paired="coco:bbox"),  # other maxDets
-        KeySpec("box/mIoU", section=INSTANCE, headline=True, gate=("max_drop", 0.01), paired="instances:best_iou"),
-        KeySpec("box/success", section=INSTANCE, headline=True, gate=("max_drop", 0.01), paired="instances:hit"),
+        KeySpec("box/mIoU", section=INSTANCE, headline=True, gate=("max_drop", 0.01), paired="pooled"),
+        KeySpec("box/success", section=INSTANCE, headline=True, gate=("max_drop", 0.01), paired="pooled"),
         *(KeySpec(f"box/tide/{e}", higher_is_better=False) for e in TIDE_ERRORS),  # AP lost to one error type
         KeySpec("box/AP_iou_auc"),
         KeySpec("box/real/{}"),
@@ -36,6 +36,16 @@ class BoxScorer(Scorer):
     @classmethod
     def configured(cls, cfg: Any) -> bool:
         return True
+
+    @classmethod
+    def sample_values(cls, run: Any, key: str) -> dict[str, list[float]] | None:
+        field = {"box/mIoU": "best_iou", "box/success": "hit"}.get(key)
+        if field is None or not run.instances:
+            return None
+        out: dict[str, list[float]] = {}
+        for inst in run.instances:
+            out.setdefault(inst.sample_key, []).append(float(getattr(inst, field)))
+        return out
 
     def check(self, layouts, *, device: str) -> None:
         from gligen_eval.scoring.detection import check_detector_config

@@ -13,7 +13,8 @@ from gligen_eval.scoring.protocol import COMPOSITION, KeySpec, ScoreContext, Sco
 def _specs() -> tuple[KeySpec, ...]:
     from gligen_eval.scoring.compositional import COMP_KEYS, MIG_KEYS
 
-    return tuple(KeySpec(k, section=COMPOSITION) for k in (*COMP_KEYS, *MIG_KEYS))
+    pooled = ("comp/count_acc", "comp/relation_acc", "comp/color_acc_hsv", "comp/color_acc_clip", "mig/ISR", "mig/mIoU")
+    return tuple(KeySpec(k, section=COMPOSITION, paired="pooled" if k in pooled else None) for k in (*COMP_KEYS, *MIG_KEYS))
 
 
 class CompositionScorer(Scorer):
@@ -24,6 +25,20 @@ class CompositionScorer(Scorer):
     @classmethod
     def configured(cls, cfg: Any) -> bool:
         return cfg.comp.enabled
+
+    @classmethod
+    def sample_values(cls, run: Any, key: str) -> dict[str, list[float]] | None:
+        """The per-image 0/1 (or IoU) values of ``comp.jsonl`` behind a pooled ``comp/`` or ``mig/`` key."""
+        from gligen_eval import store
+        from gligen_eval.scoring.compositional import COMP_ROWS, layout_values
+
+        path = run.path / COMP_ROWS
+        if not path.is_file():
+            return None
+        out: dict[str, list[float]] = {}
+        for row in store.iter_jsonl(path):
+            out[row["sample_key"]] = [v for vs in layout_values([row]).get(key, {}).values() for v in vs]
+        return out
 
     def _clip_model(self) -> str | None:
         c = self.cfg.comp

@@ -18,7 +18,7 @@ def _specs() -> tuple[KeySpec, ...]:
             key = f"cond/{name}"
             out.append(KeySpec(f"cond/{real}{name}", higher_is_better=not lower_is_better(key),
                                decimals=2 if name in WIDE_METRICS else 3, section=CONDITION,
-                               paired=None if real else "cond"))  # fmt: skip
+                               paired=None if real else "pooled"))  # fmt: skip
     return tuple(out)
 
 
@@ -30,6 +30,14 @@ class ConditionConsistency(Scorer):
     @classmethod
     def configured(cls, cfg: Any) -> bool:
         return True  # decided per run by the resolved modality (see run)
+
+    @classmethod
+    def sample_values(cls, run: Any, key: str) -> dict[str, list[float]] | None:
+        from gligen_eval.scoring.condition import finite
+        from gligen_eval.scoring.consistency import sample_rows
+
+        rows = sample_rows(run.path, run.manifest)
+        return {sk: [float(r[key])] if finite(r.get(key)) else [] for sk, r in rows.items()} or None
 
     def check(self, layouts, *, device: str) -> None:
         from gligen_eval.scoring import consistency as cs
