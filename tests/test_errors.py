@@ -94,3 +94,59 @@ def test_error_keys_are_lower_is_better():
         assert not metricinfo.higher_is_better(f"box/tide/{t}")
         assert not metricinfo.higher_is_better(f"box/tide/{t}/lo")
     assert metricinfo.higher_is_better("box/AP_iou_auc")
+
+
+def _gt2(objs):
+    """Two images; ``objs`` is a list of (image_id, category_id, box)."""
+    return {"images": [{"id": 1, "width": 100, "height": 100}, {"id": 2, "width": 100, "height": 100}],
+            "categories": [{"id": 1, "name": "dog"}, {"id": 2, "name": "cat"}, {"id": 3, "name": "car"}],
+            "annotations": [{"id": i, "image_id": im, "category_id": c, "bbox": list(b)}
+                            for i, (im, c, b) in enumerate(objs, 1)]}  # fmt: skip
+
+
+def test_confusion_matrix_by_hand():
+    cat_box = (60, 60, 30, 30)
+    gt = _gt2([(1, 1, DOG), (1, 2, cat_box), (2, 1, DOG)])
+    dets = [
+        _det(DOG, 0.9, cat=2),  # a cat seen on the dog of image 1 -> dog row, cat column
+        _det((12, 10, 40, 40), 0.4, cat=1),  # a dog there too, IoU 38/42 < 40/40 of the cat -> not the best
+        _det(HALF_RIGHT, 0.8, cat=1),  # poorly placed (IoU 1/3): neither a match nor background
+        _det((0, 70, 20, 20), 0.7, cat=3),  # a car on empty background
+        _det((0, 70, 20, 20), 0.05, cat=1),  # below the score floor
+        {**_det(DOG, 0.6, cat=1), "image_id": 2},  # image 2: its dog found
+    ]
+    cm = errors.confusion_matrix(gt, dets, min_score=0.1)
+    assert cm["labels"] == ["dog", "cat", "car"]
+    assert cm["rows"] == ["dog", "cat", "car", "background"] and cm["cols"] == ["dog", "cat", "car", "missed"]
+    assert cm["matrix"] == [
+        [1, 1, 0, 0],  # one dog seen as a dog (image 2), one as a cat
+        [0, 0, 0, 1],  # the cat missed
+        [0, 0, 0, 0],  # no car in any layout
+        [0, 0, 1, 0],  # one car on background
+    ]
+    # without the floor the low-scored dog on background counts too
+    assert errors.confusion_matrix(gt, dets)["matrix"][3] == [1, 0, 1, 0]
+    # a stricter IoU: the dog of image 2 (IoU 1) still matches; the 0.9 cat box too (IoU 1)
+    assert errors.confusion_matrix(gt, dets, iou_thr=0.95, min_score=0.1)["matrix"][0] == [1, 1, 0, 0]
+    # the breakdowns carry it, JSON-friendly
+    _, b = errors.error_metrics(gt, dets, confusion_min_score=0.1)
+    assert b["box/confusion"]["matrix"] == cm["matrix"]
+    assert json.loads(json.dumps(b["box/confusion"])) == cm
+    with pytest.raises(ConfigError, match="bg_thr"):
+        errors.confusion_matrix(gt, dets, iou_thr=0.05)
+
+
+def test_confusion_matrix_agrees_with_hotcoco_on_one_to_one_cases():
+    """Where every object has at most one overlapping detection, the per-object view equals hotcoco's
+    one-to-one matching (its background row also holds poorly placed boxes, so none here)."""
+    from gligen_eval.scoring import coco
+
+    gt = _gt2([(1, 1, DOG), (1, 2, (60, 60, 30, 30)), (2, 3, DOG), (2, 1, (60, 0, 30, 30))])
+    dets = [_det(DOG, 0.9, cat=2), {**_det(DOG, 0.8, cat=3), "image_id": 2}, _det((0, 70, 20, 20), 0.7, cat=3)]
+    ours = errors.confusion_matrix(gt, dets)
+    g = coco.prepare_gt(gt)
+    E = coco._hotcoco_eval(g, coco.prepare_results(dets, g), iou_type="bbox", lvis_style=False, kpt_sigmas=None)
+    hc = E.confusion_matrix(iou_thr=0.5)
+    order = [hc["cat_names"].index(n) for n in ours["labels"]] + [hc["num_cats"]]
+    theirs = [[int(hc["matrix"][i][j]) for j in order] for i in order]
+    assert ours["matrix"] == theirs

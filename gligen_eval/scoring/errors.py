@@ -19,6 +19,12 @@ into metric keys ``box/tide/<type>``.
 largest ``max_dets``) by the area under that curve, divided by the threshold range 0.9 so that it
 lies in [0, 1] (trapezoidal rule). A model whose boxes are found but loosely placed keeps its AP
 at low thresholds and loses it at high ones; the curve shows where.
+
+The confusion matrix (:func:`confusion_matrix`) says which class the detector saw in each grounded
+object: per object, the class of the detection that overlaps it best at IoU >= 0.5 (any class),
+else ``missed``; its ``background`` row counts the detections on background in TIDE's sense (IoU
+< 0.1 with every object). Detections that are merely poorly placed or duplicates are in neither:
+they are ``loc``/``both``/``dupl`` errors of :func:`tide_errors`.
 """
 
 from __future__ import annotations
@@ -130,12 +136,84 @@ def iou_auc(thresholds: Sequence[float], ap: Sequence[float]) -> float:
     return float(np.sum((a[1:] + a[:-1]) * np.diff(t)) / 2.0 / (t[-1] - t[0]))
 
 
+BACKGROUND, MISSED = "background", "missed"
+
+
+def _xyxy(bbox: Sequence[float]) -> list[float]:
+    x, y, w, h = (float(v) for v in bbox)
+    return [x, y, x + w, y + h]
+
+
+def confusion_matrix(
+    gt: Mapping[str, Any],
+    results: Sequence[Mapping[str, Any]],
+    *,
+    iou_thr: float = 0.5,
+    bg_thr: float = 0.1,
+    min_score: float = 0.0,
+    max_dets: int = 100,
+) -> dict[str, Any]:
+    """Layout categories against detected classes, JSON-friendly.
+
+    Returns ``{"labels": [...], "rows": labels + ["background"], "cols": labels + ["missed"],
+    "matrix": [[int]], "iou_thr", "bg_thr", "min_score"}``: ``matrix[i][j]`` counts the grounded
+    objects of class ``labels[i]`` whose best-overlapping detection (IoU >= ``iou_thr``; ties go to
+    the higher score) is of class ``labels[j]``; column ``missed`` counts the objects no detection
+    overlaps that much; row ``background`` counts, per detected class, the detections with IoU <
+    ``bg_thr`` against every object. A detection may account for several objects (a per-object
+    view, like the instance rows). Crowd objects are ignored; per image only the ``max_dets``
+    highest-scored detections at or above ``min_score`` are used (as COCOeval does). ``labels``
+    are the category names that occur among the objects or detections, in category-id order.
+    """
+    from gligen_eval.scoring.instances import iou_matrix
+
+    if not 0.0 <= bg_thr <= iou_thr <= 1.0:
+        raise ConfigError(f"the confusion matrix needs 0 <= bg_thr <= iou_thr <= 1, got bg_thr={bg_thr}, iou_thr={iou_thr}")
+    g = coco.prepare_gt(gt)
+    r = coco.prepare_results(list(results), g)
+    names = {c["id"]: c["name"] for c in g["categories"]}
+    objs: dict[int, list[dict]] = {}
+    for a in g["annotations"]:
+        if not a.get("iscrowd", 0):
+            objs.setdefault(a["image_id"], []).append(a)
+    dets: dict[int, list[dict]] = {}
+    for d in r:
+        if float(d["score"]) >= min_score:
+            dets.setdefault(d["image_id"], []).append(d)
+    for k in dets:
+        dets[k] = sorted(dets[k], key=lambda d: -float(d["score"]))[:max_dets]
+    seen = {a["category_id"] for v in objs.values() for a in v} | {d["category_id"] for v in dets.values() for d in v}
+    ids = sorted(seen)
+    index = {c: i for i, c in enumerate(ids)}
+    n = len(ids)
+    m = np.zeros((n + 1, n + 1), dtype=np.int64)
+    for img in set(objs) | set(dets):
+        o, d = objs.get(img, []), dets.get(img, [])
+        ious = (iou_matrix([_xyxy(a["bbox"]) for a in o], [_xyxy(x["bbox"]) for x in d])
+                if o and d else np.zeros((len(o), len(d))))  # fmt: skip
+        for i, a in enumerate(o):
+            ok = [j for j in range(len(d)) if ious[i, j] >= iou_thr]
+            if ok:
+                j = max(ok, key=lambda j: (ious[i, j], float(d[j]["score"]), -j))
+                m[index[a["category_id"]], index[d[j]["category_id"]]] += 1
+            else:
+                m[index[a["category_id"]], n] += 1
+        for j, x in enumerate(d):
+            if not o or float(ious[:, j].max()) < bg_thr:
+                m[n, index[x["category_id"]]] += 1
+    labels = [names[c] for c in ids]
+    return {"labels": labels, "rows": labels + [BACKGROUND], "cols": labels + [MISSED],
+            "matrix": m.tolist(), "iou_thr": iou_thr, "bg_thr": bg_thr, "min_score": min_score}  # fmt: skip
+
+
 def error_metrics(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]],
-                  prefix: str = "box") -> tuple[dict[str, float], dict[str, Any]]:  # fmt: skip
+                  prefix: str = "box", *, confusion_min_score: float = 0.0) -> tuple[dict[str, float], dict[str, Any]]:  # fmt: skip
     """``({"<prefix>/tide/<type>": ΔAP50, ..., "<prefix>/AP_iou_auc": area}, breakdowns)``.
 
     The breakdowns hold the per-category ΔAPs (``<prefix>/tide_per_category``), the error counts
-    (``<prefix>/tide_counts``) and the AP-over-IoU curve (``<prefix>/AP_over_iou``: thresholds and AP).
+    (``<prefix>/tide_counts``), the AP-over-IoU curve (``<prefix>/AP_over_iou``: thresholds and AP)
+    and the :func:`confusion_matrix` of the detections scoring at least ``confusion_min_score``
+    (``<prefix>/confusion``; AP integrates over every score, a confusion matrix needs a floor).
     """
     tide = tide_errors(gt, results)
     thr, ap = ap_over_iou(gt, results)
@@ -145,5 +223,6 @@ def error_metrics(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]],
         f"{prefix}/tide_per_category": tide.per_category,
         f"{prefix}/tide_counts": tide.counts,
         f"{prefix}/AP_over_iou": {"iou": [float(v) for v in thr], "AP": [None if math.isnan(v) else float(v) for v in ap]},
+        f"{prefix}/confusion": confusion_matrix(gt, results, min_score=confusion_min_score),
     }
     return metrics, breakdowns
