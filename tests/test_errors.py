@@ -150,3 +150,60 @@ def test_confusion_matrix_agrees_with_hotcoco_on_one_to_one_cases():
     order = [hc["cat_names"].index(n) for n in ours["labels"]] + [hc["num_cats"]]
     theirs = [[int(hc["matrix"][i][j]) for j in order] for i in order]
     assert ours["matrix"] == theirs
+
+
+def test_per_category_breakdown_keeps_cross_class_errors():
+    """A cat box on a dog is the dog's class error (the oracle relabels it a dog), not a miss of the
+    dog and a background box of the cat; categories average to the run."""
+    cat_box = (60, 60, 30, 30)
+    gt = _gt2([(1, 1, DOG), (1, 2, cat_box)])
+    tide = errors.tide_errors(gt, [_det(DOG, 0.9, cat=2), _det(cat_box, 0.8, cat=2)])
+    assert tide.counts == {"cls": 1, "loc": 0, "both": 0, "dupl": 0, "bkg": 0, "miss": 0}
+    dog, cat = tide.per_category["dog"], tide.per_category["cat"]
+    assert dog["AP50"] == 0.0 and dog["cls"] == pytest.approx(1.0) and dog["n_miss"] == 0
+    # the cat's own AP: the wrong box ranks first (precision 1/2 at full recall); relabelled, it leaves
+    assert cat["AP50"] == pytest.approx(0.5) and cat["cls"] == pytest.approx(0.5) and cat["n_cls"] == 1
+    assert tide.delta_ap["cls"] == pytest.approx(0.75) and tide.ap50 == pytest.approx(0.25)
+    assert set(tide.per_category) == {"dog", "cat"}  # car has no object
+
+
+def test_one_object_two_errors_fixes_once_and_a_fully_missed_class():
+    """Two poorly placed boxes on one dog: only the better-scored one becomes a true positive (the
+    other is dropped), as in TIDE; a class with every object missed and nothing detected gets AP 1
+    from the miss oracle."""
+    gt = _gt2([(1, 1, DOG), (2, 3, DOG)])
+    tide = errors.tide_errors(gt, [_det(HALF_RIGHT, 0.9), _det((10, 30, 40, 40), 0.8)])
+    assert tide.counts["loc"] == 2 and tide.counts["miss"] == 1
+    assert tide.per_category["dog"]["loc"] == pytest.approx(1.0)  # one TP, the other box gone
+    assert tide.per_category["car"]["miss"] == pytest.approx(1.0) and tide.per_category["car"]["AP50"] == 0.0
+    assert tide.delta_ap["miss"] == pytest.approx(0.5) and tide.delta_ap["loc"] == pytest.approx(0.5)
+
+
+def test_counts_and_base_agree_with_hotcoco_on_a_random_scene():
+    import numpy as np
+
+    from gligen_eval.scoring import coco
+
+    rng = np.random.default_rng(3)
+    objs, dets = [], []
+    for im in (1, 2):
+        for _ in range(6):
+            x, y, w, h = rng.uniform(0, 60, 2).tolist() + rng.uniform(10, 40, 2).tolist()
+            c = int(rng.integers(1, 4))
+            objs.append((im, c, (x, y, w, h)))
+            for _ in range(int(rng.integers(0, 3))):
+                jit = rng.normal(0, 6, 4) * [1, 1, 0.5, 0.5]
+                dets.append({"image_id": im, "category_id": int(rng.integers(1, 4)) if rng.random() < 0.3 else c,
+                             "bbox": [x + jit[0], y + jit[1], max(1.0, w + jit[2]), max(1.0, h + jit[3])],
+                             "score": float(rng.random())})  # fmt: skip
+        dets.append({"image_id": im, "category_id": 1, "bbox": [90, 90, 8, 8], "score": 0.95})
+    gt = _gt2(objs)
+    ours = errors.tide_errors(gt, dets)
+    E, _, _ = errors._evaluator(gt, dets)
+    E.evaluate()
+    theirs = E.tide_errors(pos_thr=0.5, bg_thr=0.1)
+    names = {"cls": "Cls", "loc": "Loc", "both": "Both", "dupl": "Dupe", "bkg": "Bkg", "miss": "Miss"}
+    assert ours.counts == {k: theirs["counts"][v] for k, v in names.items()}
+    assert sum(ours.counts.values()) > 5
+    assert ours.ap50 == pytest.approx(theirs["ap_base"], abs=1e-12)
+    assert ours.ap50 == pytest.approx(coco.evaluate_coco(gt, dets, iou_type="bbox", backend="pycocotools")["AP50"], abs=1e-12)
