@@ -246,6 +246,11 @@ def test_clip_texture_judge_picks_the_most_similar_texture(tmp_path):
                                            texture_judge=comp.ClipTextureJudge(scorer, vocab))  # fmt: skip
     assert m["comp/texture_acc_clip"] == 0.5
     assert comp.layout_values(out_rows)["comp/texture_acc_clip"] == {"L": [1.0, 0.0]}
+    # a run's CLIP colour judge brings the texture check along (its scorer, the options' textures)
+    scorer = _ChosenTextureClip(vocab, [[0.0, 0.0, 0.0], [0.30, 0.10, 0.20], [0.10, 0.50, 0.20]])  # red car first
+    m, _ = comp.score_compositional(tmp_path, [lay], [s], {"s1": []}, [], options,
+                                    judge=comp.ClipColorJudge(scorer, ["red", "blue"]))  # fmt: skip
+    assert m["comp/texture_acc_clip"] == 1.0 and "comp/color_acc_clip" in m
     # no texture word in any phrase: no key
     plain = _layout(("a red car", (0.0, 0.0, 0.5, 1.0), "car"))
     m, _ = comp.score_compositional(tmp_path, [plain], [s], {"s1": []}, [], options,

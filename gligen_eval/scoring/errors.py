@@ -375,13 +375,14 @@ def confusion_matrix(
 
 
 def error_metrics(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]],
-                  prefix: str = "box", *, confusion_min_score: float = 0.0) -> tuple[dict[str, float], dict[str, Any]]:  # fmt: skip
+                  prefix: str = "box", *, confusion_min_score: float = 0.25) -> tuple[dict[str, float], dict[str, Any]]:  # fmt: skip
     """``({"<prefix>/tide/<type>": ΔAP50, ..., "<prefix>/AP_iou_auc": area}, breakdowns)``.
 
     The breakdowns hold the per-category ΔAPs (``<prefix>/tide_per_category``), the error counts
     (``<prefix>/tide_counts``), the AP-over-IoU curve (``<prefix>/AP_over_iou``: thresholds and AP)
     and the :func:`confusion_matrix` of the detections scoring at least ``confusion_min_score``
-    (``<prefix>/confusion``; AP integrates over every score, a confusion matrix needs a floor).
+    (``<prefix>/confusion``; AP integrates over every score, a confusion matrix needs a floor: pass
+    ``scoring.instance_min_score``, whose default this is).
     """
     g, r = _prepare(gt, results, False)
     tide = tide_errors(g, r, prepared=True)
