@@ -207,3 +207,34 @@ def test_counts_and_base_agree_with_hotcoco_on_a_random_scene():
     assert sum(ours.counts.values()) > 5
     assert ours.ap50 == pytest.approx(theirs["ap_base"], abs=1e-12)
     assert ours.ap50 == pytest.approx(coco.evaluate_coco(gt, dets, iou_type="bbox", backend="pycocotools")["AP50"], abs=1e-12)
+
+
+@pytest.mark.parametrize("dx", [0, 5, 12, 20, 30, 36, 45])
+@pytest.mark.parametrize("other_class", [False, True])
+def test_instance_error_type_agrees_with_tide_on_one_box(dx, other_class):
+    """One object, one detection: the instance row's error type is TIDE's type of that detection
+    (a missed object's detection is background; TIDE counts the object of a ``both`` error as
+    missed too), and a hit has no error."""
+    from gligen_eval.records import Detection, GroundedObject, Layout, SampleRecord
+    from gligen_eval.scoring.instances import match_instances
+
+    box = (DOG[0] + dx, DOG[1], DOG[2], DOG[3])
+    m, b = errors.error_metrics(_gt(DOG), [_det(box, cat=2 if other_class else 1)], confusion_min_score=0.0)
+    counts = b["box/tide_counts"]
+    lay = Layout("L", "c", (GroundedObject(phrase="dog", box=(0.1, 0.1, 0.5, 0.5), category="dog"),))
+    s = SampleRecord(sample_key="k", layout_id="L", seed=0, image="i.png", width=100, height=100, layout_hash="h",
+                     settings_hash="h")  # fmt: skip
+    det = Detection(box=(box[0] / 100, box[1] / 100, (box[0] + box[2]) / 100, (box[1] + box[3]) / 100),
+                    label="cat" if other_class else "dog", score=0.9)  # fmt: skip
+    kind = match_instances(s, lay, [det])[0].error_type
+    expected = {k: 0 for k in errors.TIDE_TYPES}
+    if kind == "missed":
+        expected.update(bkg=1, miss=1)
+    elif kind != "hit":
+        expected[kind] = 1
+        expected["miss"] = int(kind == "both")  # TIDE's both-oracle drops the box: the object stays missed
+    assert counts == expected, (kind, counts)
+    # the confusion matrix: a hit or a class error is seen as that class, anything else missed
+    seen = b["box/confusion"]["matrix"][b["box/confusion"]["labels"].index("dog")]
+    labels = b["box/confusion"]["cols"]
+    assert labels[seen.index(1)] == {"hit": "dog", "cls": "cat"}.get(kind, "missed")

@@ -17,7 +17,9 @@ Each row also carries an ``error_type``, TIDE's error types seen from the object
 * ``both`` -- else one of another class at ``bg_iou`` <= IoU < ``success_iou``;
 * ``missed`` -- nothing overlaps it by ``bg_iou``.
 
-Duplicates and background boxes are errors of detections, not of objects: they are counted by
+On one object with one detection this is TIDE's type of that detection (``missed``: its box is
+background; TIDE also counts the object of a ``both`` error as missed, since that oracle drops the
+box). Duplicates and background boxes are errors of detections, not of objects: they are counted by
 :mod:`gligen_eval.scoring.errors` (``box/tide/dupl``, ``box/tide/bkg`` and the confusion matrix's
 ``background`` row), never in these rows.
 
