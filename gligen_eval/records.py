@@ -310,6 +310,9 @@ class InstanceRecord:
     reason: str
     matched_box: Box | None = None
     matched_score: float | None = None
+    error_type: str | None = None
+    """``hit``, ``loc``, ``cls``, ``both`` or ``missed`` (see :mod:`gligen_eval.scoring.instances`);
+    None in rows written before the field existed."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -95,11 +95,14 @@ def make_run(
     extra_breakdowns: Mapping[str, Any] | None = None,
     with_ci: bool = True,
     config: Any = None,
+    scoring: Mapping[str, Any] | None = None,
 ) -> Path:
     """Generate, detect, score and write one run directory; returns its path.
 
     ``config`` (a RunConfig) replaces the config built from the arguments; the run then goes to
     ``config.out`` and honours its ``layouts.limit``, ``sampler.seeds_per_layout`` and image size.
+    ``scoring`` adds scoring settings; with ``error_analysis: true`` the run gets the box error
+    analysis as a real run does (:func:`gligen_eval.scoring.errors.error_metrics`).
     """
     from PIL import Image
 
@@ -117,7 +120,7 @@ def make_run(
         "name": name, "out": str(out), "model": {"name": model},
         "layouts": {"source": "toy_layouts.jsonl"},
         "sampler": {"steps": 10, "height": SIZE, "width": SIZE, **(sampler or {})},
-        "detector": {"weights": "toy-color-detector"}, "scoring": {"backend": "faster"},
+        "detector": {"weights": "toy-color-detector"}, "scoring": {"backend": "faster", **(scoring or {})},
     })  # fmt: skip
     rd = store.RunDir(out)
     rd.root.mkdir(parents=True, exist_ok=True)
@@ -141,6 +144,16 @@ def make_run(
                         min_score=cfg.scoring.instance_min_score)  # fmt: skip
     metrics, breakdowns, instances = ev.metrics("box"), {"box/AP_per_category": ev.result.per_category}, ev.records
     metrics.update(n_samples=len(samples), n_layouts=len(layouts), n_instances=len(instances))
+    if cfg.scoring.error_analysis:
+        from gligen_eval.scoring.errors import error_metrics
+        from gligen_eval.scoring.pipeline import evaluate_boxes
+
+        ev = evaluate_boxes(layouts, samples, dets, backend=cfg.scoring.backend, success_iou=cfg.scoring.success_iou,
+                            min_score=cfg.scoring.instance_min_score)  # fmt: skip
+        err_metrics, err_breakdowns = error_metrics(ev.gt, ev.results, "box",
+                                                    confusion_min_score=cfg.scoring.instance_min_score)  # fmt: skip
+        metrics.update(err_metrics)
+        breakdowns.update(err_breakdowns)
     if with_ci:
         for key, field in (("box/mIoU", "best_iou"), ("box/success", "hit")):
             per_layout: dict[str, list[float]] = {lay.layout_id: [] for lay in layouts}

@@ -253,6 +253,43 @@ def test_gallery_escapes_text_and_filters(browser, report, tmp_path):
     assert _png(browser.screenshot(tmp_path / "gallery.png"))
 
 
+def test_gallery_filters_by_error_type(browser, report):
+    from gligen_eval.reporting.rundata import RunData
+    from gligen_eval.scoring.instances import ERROR_TYPES
+
+    out, _, drifted = report
+    browser.open((out / "gallery" / "drifted.html").as_uri())
+    by_sample: dict[str, list] = {}
+    for inst in RunData(drifted).instances:
+        by_sample.setdefault(inst.sample_key, []).append(inst)
+    n_cards = len(by_sample)
+    shown = ("Array.from(document.querySelectorAll('.card:not(.hidden)')).map(c => c.getAttribute('data-sample'))"
+             ".sort()")  # fmt: skip
+
+    def choose(select_id: str, value: str) -> None:
+        browser.eval(f"(function(){{var s=document.getElementById('{select_id}'); s.value={json.dumps(value)};"
+                     "s.dispatchEvent(new Event('change'));})()")  # fmt: skip
+
+    options = browser.eval("Array.from(document.querySelectorAll('#f-error option')).map(o => o.value)")
+    assert options == ["", *ERROR_TYPES]
+    partial = 0
+    for kind in ERROR_TYPES:
+        choose("f-error", kind)
+        want = sorted(k for k, v in by_sample.items() if any(i.error_type == kind for i in v))
+        assert browser.eval(shown) == want, kind
+        partial += 0 < len(want) < n_cards
+    assert partial >= 2  # the drifted run has hits and errors: the filter really hides cards
+    # combined with the category: the same object must be of that category and of that error type
+    choose("f-error", "hit")
+    choose("f-category", "dog")
+    want = sorted(k for k, v in by_sample.items() if any(i.error_type == "hit" and i.category == "dog" for i in v))
+    assert browser.eval(shown) == want
+    choose("f-category", "")
+    choose("f-error", "")
+    assert len(browser.eval(shown)) == n_cards
+    assert browser.problems() == []
+
+
 def test_index_page_loads_its_plots(browser, report, tmp_path):
     out, _, _ = report
     browser.open((out / "index.html").as_uri())

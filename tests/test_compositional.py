@@ -180,6 +180,93 @@ def test_clip_zero_shot_colour_picks_the_closest_colour_prompt():
     assert [(r["clip_color"], r["clip_ok"]) for r in rows] == [("red", True), ("red", False)]
 
 
+# -- textures ----------------------------------------------------------------------------------
+
+
+def test_phrase_texture_parsing():
+    vocab = comp.default_textures()
+    assert comp.phrase_texture("a striped shirt", vocab) == "striped"
+    assert comp.phrase_texture("a shirt with stripes", vocab) == "striped"
+    assert comp.phrase_texture("a polka-dot cup", vocab) == "dotted"
+    assert comp.phrase_texture("a Checked scarf", vocab) == "checkered"
+    assert comp.phrase_texture("a wood table", vocab) == "wooden"
+    assert comp.phrase_texture("a metallic red car", vocab) == "metal"
+    assert comp.phrase_texture("a fluffy furry cat on a tartan rug", vocab) == "furry"  # the first texture word
+    assert comp.phrase_texture("a red car", vocab) is None
+    assert comp.phrase_texture("a woodpecker", vocab) is None  # whole words only
+    assert comp.phrase_texture("a striped shirt", ["dotted", "plaid"]) is None  # outside the vocabulary
+
+
+class _ChosenTextureClip:
+    """A stand-in CLIP: a text embeds one-hot on the texture it names; the i-th image embeds as the
+    i-th chosen row, so each crop's similarities with the prompts are the numbers chosen here."""
+
+    def __init__(self, vocab, rows):
+        self.vocab, self.rows, self.n = list(vocab), list(rows), 0
+
+    def fingerprint(self):
+        return "chosen"
+
+    def embed_texts(self, texts):
+        import torch
+
+        return torch.tensor([[1.0 if f" {t} " in x else 0.0 for t in self.vocab] for x in texts])
+
+    def embed_images(self, images):
+        import torch
+
+        out = torch.tensor(self.rows[self.n:self.n + len(images)])
+        self.n += len(images)
+        return out
+
+
+def test_clip_texture_judge_picks_the_most_similar_texture(tmp_path):
+    vocab = ("striped", "dotted", "wooden")
+    lay = _layout(("a striped shirt", (0.0, 0.0, 0.5, 1.0), "shirt"), ("a red car", (0.5, 0.0, 1.0, 1.0), "car"),
+                  ("a polka-dot cup", (0.5, 0.0, 1.0, 1.0), None))  # fmt: skip
+    options = comp.CompOptions(textures=vocab)
+    scorer = _ChosenTextureClip(vocab, [[0.30, 0.10, 0.20], [0.25, 0.20, 0.21]])  # shirt: striped; cup: striped
+    prompts = []
+    judge = comp.ClipTextureJudge(scorer, vocab)
+    orig = scorer.embed_texts
+    scorer.embed_texts = lambda texts: prompts.extend(texts) or orig(texts)
+    rows = comp.texture_rows(_red_left_image(), lay, options, judge)
+    assert rows == [{"object": 0, "texture": "striped", "clip_texture": "striped", "clip_ok": True},
+                    {"object": 2, "texture": "dotted", "clip_texture": "striped", "clip_ok": False}]  # fmt: skip
+    assert "a photo of a dotted cup" in prompts and "a photo of a wooden shirt" in prompts  # the noun fills the prompt
+
+    # through the pass: the colour judge's CLIP runs the texture check; one of two textures right
+    s = _write_image(tmp_path, "s1.png", _red_left_image())
+    scorer = _ChosenTextureClip(vocab, [[0.30, 0.10, 0.20], [0.10, 0.50, 0.20]])
+    m, out_rows = comp.score_compositional(tmp_path, [lay], [s], {"s1": []}, [], options,
+                                           texture_judge=comp.ClipTextureJudge(scorer, vocab))  # fmt: skip
+    assert m["comp/texture_acc_clip"] == 1.0 and len(out_rows[0]["textures"]) == 2
+    scorer = _ChosenTextureClip(vocab, [[0.30, 0.10, 0.20], [0.60, 0.50, 0.20]])
+    m, out_rows = comp.score_compositional(tmp_path, [lay], [s], {"s1": []}, [], options,
+                                           texture_judge=comp.ClipTextureJudge(scorer, vocab))  # fmt: skip
+    assert m["comp/texture_acc_clip"] == 0.5
+    assert comp.layout_values(out_rows)["comp/texture_acc_clip"] == {"L": [1.0, 0.0]}
+    # a run's CLIP colour judge brings the texture check along (its scorer, the options' textures)
+    scorer = _ChosenTextureClip(vocab, [[0.0, 0.0, 0.0], [0.30, 0.10, 0.20], [0.10, 0.50, 0.20]])  # red car first
+    m, _ = comp.score_compositional(tmp_path, [lay], [s], {"s1": []}, [], options,
+                                    judge=comp.ClipColorJudge(scorer, ["red", "blue"]))  # fmt: skip
+    assert m["comp/texture_acc_clip"] == 1.0 and "comp/color_acc_clip" in m
+    # no texture word in any phrase: no key
+    plain = _layout(("a red car", (0.0, 0.0, 0.5, 1.0), "car"))
+    m, _ = comp.score_compositional(tmp_path, [plain], [s], {"s1": []}, [], options,
+                                    texture_judge=comp.ClipTextureJudge(_ChosenTextureClip(vocab, []), vocab))  # fmt: skip
+    assert "comp/texture_acc_clip" not in m
+    with pytest.raises(ConfigError, match="textures"):
+        comp.CompOptions(textures=("striped",))
+
+
+def test_texture_key_is_declared_and_higher_is_better():
+    from gligen_eval.reporting import metricinfo
+
+    assert "comp/texture_acc_clip" in comp.COMP_KEYS
+    assert metricinfo.higher_is_better("comp/texture_acc_clip")
+
+
 # -- COCO-MIG ----------------------------------------------------------------------------------
 
 
@@ -353,8 +440,9 @@ def test_smoke_coco_mig_run_has_every_key_in_metrics_report_and_compare(tmp_path
     assert main(["run", str(config), "--out", str(out), "--set", "layouts.limit=1", "--set", "sampler.steps=2",
                  "--no-progress"]) == 0  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(comp.COMP_KEYS + comp.MIG_KEYS) <= set(metrics)
-    assert all(0.0 <= metrics[k] <= 1.0 for k in comp.COMP_KEYS + comp.MIG_KEYS)
+    keys = [k for k in comp.COMP_KEYS + comp.MIG_KEYS if k != "comp/texture_acc_clip"]  # COCO-MIG names colours only
+    assert set(keys) <= set(metrics)
+    assert all(0.0 <= metrics[k] <= 1.0 for k in keys)
     assert metrics["n_layouts"] == 5  # one per level L2..L6
     rows = [json.loads(x) for x in (out / comp.COMP_ROWS).read_text().splitlines()]
     assert len(rows) == metrics["n_samples"]

@@ -453,3 +453,12 @@ def test_error_analysis_keys_in_a_run(base, generated, tmp_path, monkeypatch):
     assert m["box/AP50"] < 0.5 and m["box/tide/loc"] > 0.5  # the lost AP50 is localisation
     assert m["box/tide/cls"] == m["box/tide/bkg"] == 0.0
     assert 0.0 < m["box/AP_iou_auc"] < 0.5
+    # the breakdowns hold the confusion matrix; instance rows say why each object missed
+    b = json.loads((tmp_path / "run" / "breakdowns.json").read_text())
+    cm = b["box/confusion"]
+    assert cm["cols"][-1] == "missed" and cm["rows"][-1] == "background"
+    rows = [json.loads(x) for x in (tmp_path / "run" / "instances.jsonl").read_text().splitlines()]
+    kinds = {r["error_type"] for r in rows}
+    assert "loc" in kinds and kinds <= {"hit", "loc", "missed"}
+    per_cat = b["box/tide_per_category"]
+    assert sum(v["n_loc"] for v in per_cat.values()) == b["box/tide_counts"]["loc"] > 0

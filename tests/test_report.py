@@ -136,7 +136,7 @@ def test_sweep_lvis_and_keypoint_plots(tmp_path):
                                  sampler={"alpha": [tau, 0.0, 1 - tau]},
                                  extra_metrics={"fid": 20.0 + 5 * tau, "clip/global": 0.30 - 0.02 * tau}))  # fmt: skip
     other = rr.make_run(tmp_path, "beta", layouts=layouts, seeds=(0,), sampler={"schedule": "beta", "beta": 0.5},
-                        model="other-model",
+                        model="other-model", scoring={"error_analysis": True},
                         extra_metrics={"box/APr": 0.1, "box/APc": 0.2, "box/APf": 0.3},
                         extra_breakdowns={"kp/AP_per_keypoint": {"nose": 0.5, "left_eye": 0.25}})  # fmt: skip
     runs = load_runs(sweep + [other])
@@ -147,7 +147,8 @@ def test_sweep_lvis_and_keypoint_plots(tmp_path):
     assert aps[0] < aps[2]  # less drift with more grounding
 
     files = build_report(sweep + [other], tmp_path / "report")
-    for name in ("tradeoff", "fid_clip", "lvis_rcf", "kp_per_keypoint", "per_category_ap", "by_size", "by_num_objects"):
+    for name in ("tradeoff", "fid_clip", "lvis_rcf", "kp_per_keypoint", "per_category_ap", "by_size", "by_num_objects",
+                 "tide_errors", "ap_over_iou", "confusion"):
         assert f"plots/{name}.png" in files and f"plots/{name}.svg" in files, name
     svg = files["plots/tradeoff.svg"].read_text()
     assert "τ=0.3" in svg or "&#964;=0.3" in svg or "τ" in svg

@@ -93,3 +93,45 @@ def test_aggregate():
     assert empty["n"] == 0 and math.isnan(empty["mIoU"]) and math.isnan(empty["success"])
     # records round-trip through JSON dicts unchanged
     assert [InstanceRecord.from_dict(r.to_dict()) for r in rows] == rows
+
+
+def test_error_types_by_hand():
+    """Half a box off is a localisation error, a wrong label a classification error, nothing a miss."""
+    lay = Layout("E", "c", (
+        GroundedObject(phrase="dog", box=(0.0, 0.0, 0.4, 0.4), category="dog"),
+        GroundedObject(phrase="cat", box=(0.5, 0.0, 0.9, 0.4), category="cat"),
+        GroundedObject(phrase="kite", box=(0.0, 0.5, 0.4, 0.9), category="kite"),
+        GroundedObject(phrase="car", box=(0.5, 0.5, 0.9, 0.9), category="car"),
+        GroundedObject(phrase="bus", box=(0.0, 0.92, 0.05, 0.97), category="bus"),
+    ))  # fmt: skip
+    dets = [
+        Detection(box=(0.2, 0.0, 0.6, 0.4), label="dog", score=0.9),  # the dog shifted by half its width: IoU 1/3
+        Detection(box=(0.5, 0.0, 0.9, 0.4), label="dog", score=0.8),  # right place, wrong label (IoU 1 with the cat)
+        Detection(box=(0.0, 0.5, 0.4, 0.9), label="kite", score=0.7),  # the kite, spot on
+        Detection(box=(0.7, 0.5, 1.1, 0.9), label="bus", score=0.6),  # wrong label, half off the car
+    ]
+    rows = inst.match_instances(_sample("E"), lay, dets)
+    assert [r.error_type for r in rows] == ["loc", "cls", "hit", "both", "missed"]
+    assert rows[0].best_iou == pytest.approx(1 / 3) and not rows[0].hit
+    # a localisation error wins over a classification error (TIDE's order): a well placed cat box on the dog
+    rows = inst.match_instances(_sample("E"), lay, dets + [Detection(box=(0.0, 0.0, 0.4, 0.4), label="cat", score=0.5)])
+    assert rows[0].error_type == "loc"
+    rows = inst.match_instances(_sample("E"), lay, [Detection(box=(0.0, 0.0, 0.4, 0.4), label="cat", score=0.5)])
+    assert rows[0].error_type == "cls"
+    # below the background IoU nothing accounts for it; a lower bg_iou makes the far box a poorly placed one
+    far = [Detection(box=(0.35, 0.0, 0.75, 0.4), label="dog", score=0.9)]  # IoU 1/15 with the dog
+    assert inst.match_instances(_sample("E"), lay, far)[0].error_type == "missed"
+    assert inst.match_instances(_sample("E"), lay, far, bg_iou=0.05)[0].error_type == "loc"
+    assert inst.ERROR_TYPES == ("hit", "loc", "cls", "both", "missed")
+    assert {r.error_type for r in inst.match_instances(_sample("E"), lay, dets)} <= set(inst.ERROR_TYPES)
+    with pytest.raises(ValueError, match="bg_iou"):
+        inst.match_instances(_sample("E"), lay, [], bg_iou=0.6)
+
+
+def test_error_type_round_trips_and_old_rows_load():
+    row = inst.match_instances(_sample(), LAYOUT, [])[0]
+    assert row.error_type == "missed"
+    assert InstanceRecord.from_dict(row.to_dict()) == row
+    old = row.to_dict()
+    del old["error_type"]
+    assert InstanceRecord.from_dict(old).error_type is None

@@ -4,8 +4,9 @@ One self-contained HTML page per run. Each card shows a generated image (embedde
 thumbnail, or linked relatively) with an SVG overlay: layout boxes colored by hit (green) or miss
 (red) with a number, the matched detection of each object dashed, keypoints and skeleton of
 keypoint layouts, and the detector's boxes on demand. Beside it: the caption, every grounded
-object with its IoU and ``reason``, and the top detections. Cards are ordered worst first (share
-of objects hit, then mean IoU) and can be filtered by category and by failure kind. Every piece
+object with its IoU, error type and ``reason``, and the top detections. Cards are ordered worst
+first (share of objects hit, then mean IoU) and can be filtered by category, by failure kind and by
+error type (``hit``, ``loc``, ``cls``, ``both``, ``missed``; see :mod:`gligen_eval.scoring.instances`). Every piece
 of layout or detector text is HTML-escaped.
 """
 
@@ -23,6 +24,7 @@ from gligen_eval.records import Detection, InstanceRecord, Layout, SampleRecord
 from gligen_eval.reporting.html import esc, page
 from gligen_eval.reporting.rundata import RunData
 from gligen_eval.imageio import pil_open
+from gligen_eval.scoring.instances import ERROR_TYPES
 
 FAILURE_KINDS = ("hit", "low IoU", "not detected")
 HIT_COLOR, MISS_COLOR = "#1a7f37", "#cf222e"
@@ -53,22 +55,25 @@ GALLERY_JS = """
 (function () {
   var cat = document.getElementById('f-category');
   var fail = document.getElementById('f-failure');
+  var err = document.getElementById('f-error');
   var dets = document.getElementById('f-dets');
   var count = document.getElementById('f-count');
   var cards = Array.prototype.slice.call(document.querySelectorAll('.card'));
   function keep(card) {
     var insts = JSON.parse(card.getAttribute('data-inst') || '[]');
-    var c = cat.value, f = fail.value;
+    var c = cat.value, f = fail.value, e = err.value;
     if (f === 'all-hit') {
       return insts.every(function (i) { return i[1] === 'hit'; }) &&
-             (c === '' || insts.some(function (i) { return i[0] === c; }));
+             (c === '' || insts.some(function (i) { return i[0] === c; })) &&
+             (e === '' || insts.some(function (i) { return i[2] === e; }));
     }
     return insts.some(function (i) {
       if (c !== '' && i[0] !== c) return false;
+      if (e !== '' && i[2] !== e) return false;
       if (f === '') return true;
       if (f === 'any-miss') return i[1] !== 'hit';
       return i[1] === f;
-    }) || (insts.length === 0 && c === '' && f === '');
+    }) || (insts.length === 0 && c === '' && f === '' && e === '');
   }
   function apply() {
     var shown = 0;
@@ -81,6 +86,7 @@ GALLERY_JS = """
   }
   cat.addEventListener('change', apply);
   fail.addEventListener('change', apply);
+  err.addEventListener('change', apply);
   dets.addEventListener('change', function () { document.body.classList.toggle('show-dets', dets.checked); });
   apply();
 })();
@@ -232,10 +238,11 @@ def render_gallery(run: RunData, page_dir: Path, *, max_samples: int = 200, max_
             rows.append(
                 f'<tr class="{state}"><td class="num">{inst.object_index + 1}</td><td>{esc(inst.phrase)}</td>'
                 f"<td>{esc(inst.category or '')}</td><td class=\"num\">{inst.best_iou:.2f}</td>"
-                f'<td class="state">{esc(failure_kind(inst))}</td><td>{esc(inst.reason)}</td></tr>'
+                f'<td class="state">{esc(failure_kind(inst))}</td><td>{esc(inst.error_type or "")}</td>'
+                f"<td>{esc(inst.reason)}</td></tr>"
             )
         inst_table = ("<table><thead><tr><th>#</th><th>phrase</th><th>category</th><th>IoU</th><th>result</th>"
-                      "<th>reason</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>") if rows else \
+                      "<th>error</th><th>reason</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>") if rows else \
             '<p class="muted">no scored objects</p>'  # fmt: skip
         det_rows = "".join(
             f'<tr><td>{esc(d.label)}</td><td class="num">{d.score:.3f}</td>'
@@ -247,7 +254,7 @@ def render_gallery(run: RunData, page_dir: Path, *, max_samples: int = 200, max_
                      f"</thead><tbody>{det_rows}</tbody></table></details>") if dets else \
             '<p class="muted">no detections</p>'  # fmt: skip
         caption = esc(layout.caption) if layout is not None else "(layout missing)"
-        data_inst = json.dumps([[_category(i), failure_kind(i)] for i in insts], ensure_ascii=False)
+        data_inst = json.dumps([[_category(i), failure_kind(i), i.error_type or ""] for i in insts], ensure_ascii=False)
         n_hit = sum(1 for i in insts if i.hit)
         cards.append(
             f'<div class="card" data-inst="{esc(data_inst)}" data-sample="{esc(s.sample_key)}">'
@@ -261,6 +268,8 @@ def render_gallery(run: RunData, page_dir: Path, *, max_samples: int = 200, max_
     fail_opts = ('<option value="">any result</option><option value="any-miss">has a miss</option>'
                  + "".join(f'<option value="{esc(k)}">{esc(k)}</option>' for k in FAILURE_KINDS if k != "hit")
                  + '<option value="hit">has a hit</option><option value="all-hit">all objects hit</option>')  # fmt: skip
+    err_opts = '<option value="">any</option>' + "".join(
+        f'<option value="{esc(k)}">has {esc(k)}</option>' for k in ERROR_TYPES)
     warn = ('<p class="warn">This run used random weights: the images and scores exercise the pipeline only.</p>'
             if run.random_weights else "")  # fmt: skip
     metrics = " · ".join(f"{k} {run.metric(k):.3f}" for k in ("box/AP", "box/mIoU", "box/success")
@@ -274,6 +283,7 @@ def render_gallery(run: RunData, page_dir: Path, *, max_samples: int = 200, max_
         f"</p>\n{warn}"
         '<div class="controls"><label>category <select id="f-category"><option value="">all</option>'
         f'{cat_opts}</select></label><label>result <select id="f-failure">{fail_opts}</select></label>'
+        f'<label>error type <select id="f-error">{err_opts}</select></label>'
         '<label><input type="checkbox" id="f-dets"> show all detections</label>'
         '<span id="f-count" class="muted"></span></div>\n'
         + "\n".join(cards)

@@ -14,7 +14,9 @@ Plots:
 * ``by_num_objects`` -- success, mIoU and box AP by number of objects per layout;
 * ``lvis_rcf`` -- LVIS APr/APc/APf;
 * ``kp_per_keypoint`` -- keypoint AP per keypoint type (``breakdowns.json``);
-* ``fid_clip`` -- FID against CLIP score across runs.
+* ``fid_clip`` -- FID against CLIP score across runs;
+* ``tide_errors``, ``ap_over_iou``, ``confusion`` -- the box error analysis
+  (:mod:`gligen_eval.reporting.plots_errors`).
 """
 
 from __future__ import annotations
@@ -356,6 +358,8 @@ def plot_fid_clip(runs: Sequence[RunData]):
     return fig
 
 
+from gligen_eval.reporting import plots_errors  # noqa: E402  (it builds on the helpers above)
+
 PLOTS: dict[str, Callable[[Sequence[RunData]], Any]] = {
     "tradeoff": plot_tradeoff,
     "per_category_ap": plot_per_category_ap,
@@ -364,6 +368,9 @@ PLOTS: dict[str, Callable[[Sequence[RunData]], Any]] = {
     "lvis_rcf": plot_lvis_rcf,
     "kp_per_keypoint": plot_kp_per_keypoint,
     "fid_clip": plot_fid_clip,
+    "tide_errors": plots_errors.plot_tide_errors,
+    "ap_over_iou": plots_errors.plot_ap_over_iou,
+    "confusion": plots_errors.plot_confusion,
 }
 
 

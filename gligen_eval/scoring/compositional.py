@@ -24,6 +24,9 @@ for the colour checks. Keys (all fractions, higher is better):
   the whole box. Ranges: :func:`coco_mig_hsv_ranges` (OpenCV HSV: H in [0, 180]).
 * ``comp/color_acc_clip`` -- InstanceDiffusion's check: CLIP zero-shot over the colour vocabulary
   (``"a photo of a {colour} {noun}"``) on the crop of the layout box picks the phrase's colour.
+* ``comp/texture_acc_clip`` -- the same for texture, where the phrase names one of a fixed
+  vocabulary (:func:`default_textures`; ``"a striped shirt"``, ``"a polka-dot cup"``), over
+  ``"a photo of a {texture} {noun}"``. It runs wherever the CLIP colour check runs.
 
 COCO-MIG (``mig=True``; layouts from :func:`gligen_eval.layouts.coco_mig.load_coco_mig`):
 an instance succeeds when its best same-class IoU (the per-instance records) is at least
@@ -52,7 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 COMP_ROWS = "comp.jsonl"
 COMP_KEYS = ("comp/count_acc", "comp/count_precision", "comp/count_recall", "comp/count_f1", "comp/relation_acc",
-             "comp/color_acc_hsv", "comp/color_acc_clip")  # fmt: skip
+             "comp/color_acc_hsv", "comp/color_acc_clip", "comp/texture_acc_clip")  # fmt: skip
 MIG_LEVELS = (2, 3, 4, 5, 6)
 MIG_KEYS = ("mig/ISR", "mig/mIoU") + tuple(f"mig/L{k}/{m}" for k in MIG_LEVELS for m in ("ISR", "mIoU"))
 
@@ -60,6 +63,22 @@ MIG_KEYS = ("mig/ISR", "mig/mIoU") + tuple(f"mig/L{k}/{m}" for k in MIG_LEVELS f
 def default_colors() -> list[str]:
     """The colour vocabulary of the CLIP check: COCO-MIG's seven colours, then four more common ones."""
     return ["red", "yellow", "green", "blue", "white", "black", "brown", "pink", "purple", "orange", "gray"]
+
+
+def default_textures() -> list[str]:
+    """The texture vocabulary of the CLIP texture check (surface patterns and materials)."""
+    return ["striped", "checkered", "dotted", "plaid", "floral", "wooden", "metal", "furry", "leather", "knitted"]
+
+
+TEXTURE_SYNONYMS: Mapping[str, str] = {
+    "stripe": "striped", "stripes": "striped", "stripy": "striped", "pinstriped": "striped",
+    "checked": "checkered", "chequered": "checkered", "checkerboard": "checkered",
+    "dots": "dotted", "dot": "dotted", "spotted": "dotted", "polka": "dotted", "polkadot": "dotted",
+    "tartan": "plaid", "flowery": "floral", "flowered": "floral",
+    "wood": "wooden", "metallic": "metal", "steel": "metal", "fur": "furry", "fuzzy": "furry",
+    "knit": "knitted",
+}  # fmt: skip
+"""Words that name a texture of :func:`default_textures` by another form (``"polka-dot"`` → dotted)."""
 
 
 def coco_mig_hsv_ranges() -> dict[str, list[tuple[tuple[int, int, int], tuple[int, int, int]]]]:
@@ -85,6 +104,7 @@ class CompOptions:
     colors: tuple[str, ...] = field(default_factory=lambda: tuple(default_colors()))
     mig: bool = False
     mig_iou: float = 0.5
+    textures: tuple[str, ...] = field(default_factory=lambda: tuple(default_textures()))
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.margin < 0.5:
@@ -98,6 +118,10 @@ class CompOptions:
         if len(colors) < 2 or len(set(colors)) != len(colors) or not all(colors):
             raise ConfigError(f"comp colors must be at least two distinct colour names, got {list(self.colors)}")
         object.__setattr__(self, "colors", colors)
+        textures = tuple(t.strip().lower() for t in self.textures)
+        if len(textures) == 1 or len(set(textures)) != len(textures) or not all(textures):
+            raise ConfigError(f"comp textures must be distinct names, at least two (or none), got {list(self.textures)}")
+        object.__setattr__(self, "textures", textures)
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,8 +137,21 @@ def phrase_color(phrase: str, colors: Iterable[str]) -> str | None:
     return None
 
 
+def phrase_texture(phrase: str, textures: Iterable[str]) -> str | None:
+    """The first word of ``phrase`` that names a texture of ``textures``, directly or by a synonym
+    (:data:`TEXTURE_SYNONYMS`): ``"a cat on a striped rug"`` → ``"striped"``, ``"a polka-dot cup"`` →
+    ``"dotted"``. ``"wood"`` as a noun counts too (``"a wood table"``)."""
+    vocab = {t.lower() for t in textures}
+    for w in re.findall(r"[a-z]+", phrase.lower()):
+        t = w if w in vocab else TEXTURE_SYNONYMS.get(w)
+        if t in vocab:
+            return t
+    return None
+
+
 def phrase_noun(phrase: str, colors: Iterable[str]) -> str:
-    """The phrase without its articles and colour words (``"a red car"`` → ``"car"``)."""
+    """The phrase without its articles and the words of ``colors`` (``"a red car"`` → ``"car"``);
+    also used with a texture vocabulary and its synonyms."""
     drop = {c.lower() for c in colors} | {"a", "an", "the", "grey"}
     words = [w for w in phrase.split() if w.lower() not in drop]
     return " ".join(words) or phrase
@@ -314,6 +351,38 @@ class ClipColorJudge:
         return out
 
 
+class ClipTextureJudge(ClipColorJudge):
+    """CLIP zero-shot texture of a crop over a fixed vocabulary (prompts ``"a photo of a {texture} {noun}"``)."""
+
+    def __init__(self, scorer: Any, textures: Sequence[str], template: str = "a photo of a {texture} {noun}") -> None:
+        super().__init__(scorer, textures, template.replace("{texture}", "{color}"))
+
+    @property
+    def textures(self) -> list[str]:
+        return self.colors
+
+
+def texture_rows(image: "Image.Image", layout: Layout, options: CompOptions,
+                 judge: ClipTextureJudge) -> list[dict[str, Any]]:  # fmt: skip
+    """One row per object whose phrase names a texture of ``options.textures``: ``{"object",
+    "texture", "clip_texture", "clip_ok"}``."""
+    from gligen_eval.scoring.clip import box_to_pixels
+
+    img = image if image.mode == "RGB" else image.convert("RGB")
+    rows, crops, nouns = [], [], []
+    drop = set(options.textures) | {k for k, v in TEXTURE_SYNONYMS.items() if v in options.textures} | set(options.colors)
+    for i, o in enumerate(layout.objects):
+        texture = phrase_texture(o.phrase, options.textures)
+        if texture is None:
+            continue
+        rows.append({"object": i, "texture": texture, "clip_texture": None, "clip_ok": None})
+        crops.append(img.crop(box_to_pixels(o.box, img.width, img.height)))
+        nouns.append(o.category or phrase_noun(o.phrase.replace("-", " "), drop))
+    for r, pred in zip(rows, judge.predict(crops, nouns)):
+        r["clip_texture"], r["clip_ok"] = pred, pred == r["texture"]
+    return rows
+
+
 def color_rows(image: "Image.Image", layout: Layout, options: CompOptions,
                judge: ClipColorJudge | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """One row per object whose phrase names a colour: ``{"object", "color", "hsv_share", "hsv_ok",
@@ -363,6 +432,7 @@ def layout_values(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, list
         add("comp/relation_acc", lid, (x["holds"] for x in r["relations"]))
         add("comp/color_acc_hsv", lid, (x["hsv_ok"] for x in r["colors"]))
         add("comp/color_acc_clip", lid, (x["clip_ok"] for x in r["colors"]))
+        add("comp/texture_acc_clip", lid, (x["clip_ok"] for x in r.get("textures", ())))
         add("mig/ISR", lid, (x["success"] for x in r.get("mig", ())))
         add("mig/mIoU", lid, (x["value"] for x in r.get("mig", ())))
     return out
@@ -396,23 +466,28 @@ def score_compositional(
     options: CompOptions,
     *,
     judge: ClipColorJudge | None = None,
+    texture_judge: ClipTextureJudge | None = None,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """The ``comp/`` (and with ``options.mig`` the ``mig/``) metrics of a run, and one row per image.
 
     ``detections[sample_key]`` are labelled with the layout's classes (phrase-taking detectors'
     labels already mapped back); ``records`` are the per-instance records of the same detections;
-    ``root`` is the folder the samples' ``image`` paths are relative to.
+    ``root`` is the folder the samples' ``image`` paths are relative to. The texture check uses
+    ``texture_judge``, else the colour ``judge``'s CLIP over ``options.textures``.
     """
     from pathlib import Path
 
     from gligen_eval.imageio import pil_open
 
+    if texture_judge is None and judge is not None and options.textures:
+        texture_judge = ClipTextureJudge(judge.scorer, options.textures)
     by_id = {lay.layout_id: lay for lay in layouts}
     best_iou = {(r.sample_key, r.object_index): r.best_iou for r in records}
     rows: list[dict[str, Any]] = []
     counts: list[dict[str, Any]] = []
     relations: list[dict[str, Any]] = []
     colors: list[dict[str, Any]] = []
+    textures: list[dict[str, Any]] = []
     mig_items: list[tuple[int, float, bool]] = []
     for s in samples:
         lay = by_id[s.layout_id]
@@ -420,12 +495,15 @@ def score_compositional(
         c_rows = count_rows(lay, dets, options.min_score)
         r_rows = relation_rows(lay, dets, options)
         with pil_open(Path(root) / s.image) as im:
-            k_rows = color_rows(im.convert("RGB"), lay, options, judge)
+            rgb = im.convert("RGB")
+            k_rows = color_rows(rgb, lay, options, judge)
+            t_rows = texture_rows(rgb, lay, options, texture_judge) if texture_judge is not None else []
+        textures += t_rows
         counts += c_rows
         relations += r_rows
         colors += k_rows
         row = {"sample_key": s.sample_key, "layout_id": s.layout_id, "seed": s.seed, "counts": c_rows,
-               "relations": r_rows, "colors": k_rows}  # fmt: skip
+               "relations": r_rows, "colors": k_rows, "textures": t_rows}  # fmt: skip
         if options.mig:
             ok = {r["object"]: r["hsv_ok"] is not False for r in k_rows}
             row["mig"] = []
@@ -439,7 +517,8 @@ def score_compositional(
     out: dict[str, float] = {f"comp/{k}": v for k, v in count_metrics(counts).items()}
     extra = {"comp/relation_acc": _rate(r["holds"] for r in relations),
              "comp/color_acc_hsv": _rate(r["hsv_ok"] for r in colors),
-             "comp/color_acc_clip": _rate(r["clip_ok"] for r in colors) if judge is not None else None}  # fmt: skip
+             "comp/color_acc_clip": _rate(r["clip_ok"] for r in colors) if judge is not None else None,
+             "comp/texture_acc_clip": _rate(r["clip_ok"] for r in textures)}  # fmt: skip
     out.update({k: v for k, v in extra.items() if v is not None})
     if options.mig:
         out.update(mig_metrics(mig_items, options.mig_iou))

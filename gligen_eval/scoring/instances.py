@@ -8,6 +8,21 @@ object is a *hit* when that IoU reaches ``success_iou``. Each row carries a read
 * ``"dog: best IoU 0.31 < 0.5"``
 * ``"dog: no dog detected (3 detections of other classes: cat, person)"``
 
+Each row also carries an ``error_type``, TIDE's error types seen from the object (thresholds
+``success_iou`` and ``bg_iou``, checked in TIDE's order):
+
+* ``hit`` -- a detection of its class at IoU >= ``success_iou``;
+* ``loc`` -- else one of its class at ``bg_iou`` <= IoU < ``success_iou`` (poorly placed);
+* ``cls`` -- else one of another class at IoU >= ``success_iou`` (right place, wrong class);
+* ``both`` -- else one of another class at ``bg_iou`` <= IoU < ``success_iou``;
+* ``missed`` -- nothing overlaps it by ``bg_iou``.
+
+On one object with one detection this is TIDE's type of that detection (``missed``: its box is
+background; TIDE also counts the object of a ``both`` error as missed, since that oracle drops the
+box). Duplicates and background boxes are errors of detections, not of objects: they are counted by
+:mod:`gligen_eval.scoring.errors` (``box/tide/dupl``, ``box/tide/bkg`` and the confusion matrix's
+``background`` row), never in these rows.
+
 Pure functions on numpy; no detector or COCO library involved.
 """
 
@@ -50,6 +65,23 @@ def _other_classes_text(labels: Sequence[str]) -> str:
     return f"{n} detection{'s' if n != 1 else ''} of other classes: {', '.join(uniq)}"
 
 
+ERROR_TYPES: tuple[str, ...] = ("hit", "loc", "cls", "both", "missed")
+"""The values of :attr:`~gligen_eval.records.InstanceRecord.error_type`, best first."""
+
+
+def error_type(same_class_iou: float, other_class_iou: float, *, success_iou: float = 0.5, bg_iou: float = 0.1) -> str:
+    """The object's error type from its best IoU with a detection of its class and of another class."""
+    if same_class_iou >= success_iou:
+        return "hit"
+    if same_class_iou >= bg_iou:
+        return "loc"
+    if other_class_iou >= success_iou:
+        return "cls"
+    if other_class_iou >= bg_iou:
+        return "both"
+    return "missed"
+
+
 def match_instances(
     sample: Any,
     layout: Layout,
@@ -58,6 +90,7 @@ def match_instances(
     success_iou: float = 0.5,
     min_score: float = 0.0,
     aliases: Mapping[str, str] | None = None,
+    bg_iou: float = 0.1,
 ) -> list[InstanceRecord]:
     """One :class:`InstanceRecord` per grounded object of ``layout`` on the image of ``sample``.
 
@@ -68,6 +101,8 @@ def match_instances(
     """
     if not 0.0 < success_iou <= 1.0:
         raise ValueError(f"success_iou must be in (0, 1], got {success_iou}")
+    if not 0.0 <= bg_iou <= success_iou:
+        raise ValueError(f"bg_iou must be in [0, success_iou], got {bg_iou}")
     dets = [d for d in detections if d.score >= min_score]
     det_cls = [canonical_category(d.label, aliases) for d in dets]
     obj_boxes = [o.box for o in layout.objects]
@@ -77,6 +112,8 @@ def match_instances(
     for j, o in enumerate(layout.objects):
         cls = object_class(o, aliases)
         same = np.flatnonzero(det_cls_arr == cls) if dets else np.zeros(0, dtype=int)
+        other = np.flatnonzero(det_cls_arr != cls) if dets else np.zeros(0, dtype=int)
+        other_iou = float(ious[j, other].max()) if other.size else 0.0
         matched_box = matched_score = None
         if same.size == 0:
             best, hit = 0.0, False
@@ -95,6 +132,7 @@ def match_instances(
                 reason = f"{o.phrase}: hit, IoU {_fmt(best)}"
             else:
                 reason = f"{o.phrase}: best IoU {_fmt(best)} < {success_iou:g}"
+        kind = error_type(best, other_iou, success_iou=success_iou, bg_iou=bg_iou)
         out.append(
             InstanceRecord(
                 sample_key=sample.sample_key,
@@ -109,6 +147,7 @@ def match_instances(
                 reason=reason,
                 matched_box=matched_box,  # type: ignore[arg-type]
                 matched_score=matched_score,
+                error_type=kind,
             )
         )
     return out
