@@ -83,7 +83,8 @@ class BoxScorer(Scorer):
         if sc.error_analysis and not ev.lvis:
             from gligen_eval.scoring.errors import error_metrics
 
-            err_metrics, err_breakdowns = error_metrics(ev.gt, ev.results, prefix="box")
+            err_metrics, err_breakdowns = error_metrics(ev.gt, ev.results, prefix="box",
+                                                        confusion_min_score=sc.instance_min_score)
             m.update(err_metrics)
             out.breakdowns.update(err_breakdowns)
         n_boot_ap = sc.bootstrap_ap if sc.bootstrap > 0 else 0

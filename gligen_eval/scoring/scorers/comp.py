@@ -13,7 +13,8 @@ from gligen_eval.scoring.protocol import COMPOSITION, KeySpec, ScoreContext, Sco
 def _specs() -> tuple[KeySpec, ...]:
     from gligen_eval.scoring.compositional import COMP_KEYS, MIG_KEYS
 
-    pooled = ("comp/count_acc", "comp/relation_acc", "comp/color_acc_hsv", "comp/color_acc_clip", "mig/ISR", "mig/mIoU")
+    pooled = ("comp/count_acc", "comp/relation_acc", "comp/color_acc_hsv", "comp/color_acc_clip",
+              "comp/texture_acc_clip", "mig/ISR", "mig/mIoU")  # what compositional.layout_values pools
     return tuple(KeySpec(k, section=COMPOSITION, paired="pooled" if k in pooled else None) for k in (*COMP_KEYS, *MIG_KEYS))
 
 
