@@ -277,7 +277,7 @@ def detector_classes(detector: Any) -> list[str] | None:
 def scored_layout(layout: Layout, classes: Iterable[str] | None) -> Layout:
     """The layout as box AP scores it: with a closed-set detector (``classes``) only the objects whose class
     (category, else phrase) it can output; the others could never be found and are left out."""
-    if classes is None:
+    if classes is None or layout.lvis_style:  # LVIS-style AP has its own category table
         return layout
     from gligen_eval.scoring.coco import object_class
 
@@ -307,18 +307,6 @@ def check_detector_classes(layouts: Sequence[Layout], classes: Sequence[str] | N
     if not quiet:
         log.warning("%d of %d object classes/phrases name no class of the detector %s (e.g. %s): their objects are "
                     "not scored (n_instances_unmapped in metrics.json)", len(unmapped), len(names), detector, eg)
-
-
-def lvis_categories(layouts: Iterable[Layout], meta: Any) -> list[dict[str, Any]]:
-    """COCO category dicts (id, name, frequency) of the LVIS categories the layouts use."""
-    ids: set[int] = set()
-    for lay in layouts:
-        for i, o in enumerate(lay.objects):
-            if o.category_id is None or o.category_id not in meta.categories:
-                raise InputError(f"object {i} has category id {o.category_id!r}, which is not an LVIS category of the source",
-                                 record=f"layout {lay.layout_id}")  # fmt: skip
-            ids.add(o.category_id)
-    return [{"id": c, "name": meta.categories[c].name, "frequency": meta.categories[c].frequency} for c in sorted(ids)]
 
 
 @dataclass
@@ -353,13 +341,12 @@ def evaluate_boxes(
     success_iou: float = 0.5,
     min_score: float = 0.0,
     phrase_labels: bool = False,
-    lvis_meta: Any = None,
     classes: Sequence[str] | None = None,
 ) -> BoxEval:
     """COCO (or LVIS-style) box AP of ``detections[sample_key]`` against the layout boxes, and the
     per-instance records. ``phrase_labels``: detection labels are layout phrases (relabelled to the
-    objects' classes); ``lvis_meta``: an :class:`~gligen_eval.layouts.LvisMeta` for LVIS layouts;
-    ``classes``: a closed-set detector's classes (:func:`detector_classes`): objects of other classes
+    objects' classes); LVIS-style layouts (:func:`~gligen_eval.scoring.coco.lvis_style_of`) are scored
+    LVIS-style, from what they carry; ``classes``: a closed-set detector's classes (:func:`detector_classes`): objects of other classes
     get neither ground truth nor instance records (:func:`scored_layout`)."""
     from gligen_eval.scoring import coco, instances as inst
 
@@ -369,18 +356,13 @@ def evaluate_boxes(
         lay = by_id[s.layout_id]
         dets = list(detections[s.sample_key])
         pairs.append((s, lay, relabel_phrases(dets, lay) if phrase_labels else dets))
-    lvis = lvis_meta is not None
+    lvis = coco.lvis_style_of(p[1] for p in pairs)
     if lvis and backend not in ("hotcoco", "faster"):
         raise ConfigError("LVIS layouts are scored LVIS-style, which needs scoring.backend: hotcoco or faster")
     if lvis:
         classes = None  # LVIS-style AP has its own category table
-    categories = lvis_categories([p[1] for p in pairs], lvis_meta) if lvis else None
     gt, results = coco.build_eval_inputs([(s.sample_key, scored_layout(lay, classes), s.width, s.height, d)
-                                          for s, lay, d in pairs], categories=categories)  # fmt: skip
-    if lvis:
-        for im in gt["images"]:
-            im["neg_category_ids"] = list(lvis_meta.neg_category_ids.get(im["layout_id"], ()))
-            im["not_exhaustive_category_ids"] = list(lvis_meta.not_exhaustive_category_ids.get(im["layout_id"], ()))
+                                          for s, lay, d in pairs])  # fmt: skip
     result = coco.run_coco_eval(gt, results, iou_type="bbox", backend=backend, lvis_style=lvis)
     records = []
     vocab = None if classes is None else set(classes)
@@ -698,26 +680,6 @@ class DetectorPass:
     real: list[SampleRecord] = field(default_factory=list)
 
 
-def _lvis_meta(cfg: RunConfig) -> Any:
-    from gligen_eval.layouts import load_lvis_meta, resolve_source
-
-    kind, path = resolve_source(cfg.layouts.source)
-    return load_lvis_meta(path) if kind == "lvis" and path is not None else None
-
-
-def _source_kind(cfg: RunConfig) -> str:
-    from gligen_eval.layouts import resolve_source
-
-    return resolve_source(cfg.layouts.source)[0]
-
-
-def _layout_source_dir(cfg: RunConfig) -> Path | None:
-    from gligen_eval.layouts import resolve_source
-
-    _, path = resolve_source(cfg.layouts.source)
-    return path.parent if path is not None else None
-
-
 def _ratio(a: Any, b: Any) -> float | None:
     if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or a < 0 or not b > 0:
         return None
@@ -765,7 +727,9 @@ def score_run(
 
     passes: list[DetectorPass] = []
     scorers: dict[str, Any] = {}
-    lvis_source = _lvis_meta(cfg)
+    from gligen_eval.scoring.coco import lvis_style_of
+
+    lvis = lvis_style_of(layouts)
     labels: set[str] = set()
     for role, dcfg, gen, real_lays in jobs:
         det = build_scoring_detector(dcfg, device=device)
@@ -780,7 +744,7 @@ def score_run(
         classes = detector_classes(det) if role != "pose" else None
         if classes is not None:
             info["classes"] = classes
-            if lvis_source is None:
+            if not lvis:
                 check_detector_classes(layouts, classes, f"{det.name} ({role})")
         phrases_of = (lambda s: by_id[s.layout_id].phrases) if takes else None
         if takes and getattr(det, "prompts", "phrases") == "categories":  # ask for the classes, not the phrases
@@ -802,7 +766,7 @@ def score_run(
         scorers["clip"] = {"name": clip_scorer.name, "fingerprint": clip_scorer.fingerprint(),
                            "weight": clip_scorer.weight, "crop": clip_scorer.crop}  # fmt: skip
         clip_scores = clip_missing(rd, samples, layouts, clip_scorer, batch_size=cfg.clip.batch_size, dist=dist,
-                                   progress=progress, reference_root=_layout_source_dir(cfg))  # fmt: skip
+                                   progress=progress)  # fmt: skip
 
     cond_pass = _condition_pass(rd, cfg, layouts, samples, dist=dist, progress=progress)
     if cond_pass is not None:
@@ -820,7 +784,6 @@ def score_run(
             cond_pass = _condition_pass(rd, cfg, layouts, samples, merge=True, progress=False)
 
     # -- metrics (rank 0) -------------------------------------------------------------------------
-    lvis_meta = lvis_source
     cached = rd.detections()
     alpha = 1.0 - sc.ci_level
     n_boot = sc.bootstrap
@@ -832,7 +795,7 @@ def score_run(
 
     def boxes(p: DetectorPass, ss: Sequence[SampleRecord]) -> BoxEval:
         return evaluate_boxes(layouts, ss, dets(p, ss), backend=sc.backend, success_iou=sc.success_iou,
-                              min_score=sc.instance_min_score, phrase_labels=p.takes_phrases, lvis_meta=lvis_meta,
+                              min_score=sc.instance_min_score, phrase_labels=p.takes_phrases,
                               classes=p.info.get("classes"))  # fmt: skip
 
     main = passes[0]
@@ -1004,7 +967,9 @@ def preflight(cfg: RunConfig, *, device: str, layouts: Sequence[Layout] | None =
                 _real_image_path(lay)
         if cfg.fid.enabled:
             fid_reference_images(cfg.fid, layouts)
-    check_classes = layouts is not None and _source_kind(cfg) != "lvis"
+    from gligen_eval.scoring.coco import lvis_style_of
+
+    check_classes = layouts is not None and not lvis_style_of(layouts)
     for d in [cfg.detector, *cfg.extra_detectors, *([cfg.pose] if cfg.pose is not None else [])]:
         check_detector_weights(d)
         classes = _declared_classes(d) if check_classes and d is not cfg.pose else None
