@@ -49,6 +49,12 @@ def _as_box(value: Sequence[float], where: str) -> Box:
     return (x0, y0, x1, y1)
 
 
+def _check_fields(cls: type, d: Mapping[str, Any]) -> None:
+    unknown = set(d) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}")
+
+
 def _short(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -130,10 +136,7 @@ class GroundedObject:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "GroundedObject":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"GroundedObject: unknown field(s) {sorted(unknown)}")
+        _check_fields(cls, d)
         kw = dict(d)
         kw["box"] = tuple(kw["box"]) if isinstance(kw.get("box"), list) else kw.get("box")
         if isinstance(kw.get("keypoints"), list):
@@ -257,10 +260,7 @@ class Layout:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Layout":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"Layout: unknown field(s) {sorted(unknown)}")
+        _check_fields(cls, d)
         kw = dict(d)
         kw["objects"] = tuple(GroundedObject.from_dict(o) for o in d.get("objects", ()))
         kw["relations"] = tuple(tuple(r) for r in d.get("relations", ()))
