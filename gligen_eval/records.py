@@ -125,7 +125,8 @@ class GroundedObject:
         if self.source_id is not None:
             object.__setattr__(self, "source_id", str(self.source_id))
         if self.frequency is not None and self.frequency not in FREQUENCY_GROUPS:
-            raise ValueError(f"GroundedObject.frequency must be one of {list(FREQUENCY_GROUPS)}, got {_short(self.frequency)}")
+            raise ValueError(f"GroundedObject.frequency must be one of {list(FREQUENCY_GROUPS)}, "
+                             f"got {_short(self.frequency)}")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

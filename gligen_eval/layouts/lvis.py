@@ -127,13 +127,12 @@ def load_lvis(
         images_dir=images_dir_path(images_dir),
     )  # fmt: skip
     neg, nex = _image_category_ids(index, str(path), id_prefix)
-    return [
-        dataclasses.replace(
-            lay, objects=tuple(dataclasses.replace(o, frequency=cats[o.category_id].frequency) for o in lay.objects),  # type: ignore[index]
-            neg_category_ids=neg.get(lay.layout_id, ()), not_exhaustive_category_ids=nex.get(lay.layout_id, ()),
-        )
-        for lay in layouts
-    ]  # fmt: skip
+    out = []
+    for lay in layouts:
+        objects = tuple(dataclasses.replace(o, frequency=cats[o.category_id].frequency) for o in lay.objects)  # type: ignore[index]
+        out.append(dataclasses.replace(lay, objects=objects, neg_category_ids=neg.get(lay.layout_id, ()),
+                                       not_exhaustive_category_ids=nex.get(lay.layout_id, ())))  # fmt: skip
+    return out
 
 
 def load_lvis_meta(path: str | os.PathLike, *, strip_qualifier: bool = False, id_prefix: str = "lvis") -> LvisMeta:
@@ -144,7 +143,7 @@ def load_lvis_meta(path: str | os.PathLike, *, strip_qualifier: bool = False, id
     return LvisMeta(_categories(index, strip_qualifier), neg, nex)
 
 
-def _image_category_ids(index: CocoIndex, p: str, id_prefix: str) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
+def _image_category_ids(index: CocoIndex, p: str, id_prefix: str) -> tuple[dict[str, tuple[int, ...]], ...]:
     """layout id -> ``neg_category_ids`` and layout id -> ``not_exhaustive_category_ids`` of every image."""
     neg: dict[str, tuple[int, ...]] = {}
     nex: dict[str, tuple[int, ...]] = {}

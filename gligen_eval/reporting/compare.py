@@ -39,7 +39,9 @@ from typing import Any, Mapping
 
 from gligen_eval.errors import GligenEvalError
 from gligen_eval.reporting import metricinfo as mi
-from gligen_eval.reporting.gate import BOOTSTRAP_KEYS, GATE_KEYS, RULE_KEYS, Gate, Rule, default_gate, judge, load_gate, parse_gate
+from gligen_eval.reporting.gate import (
+    BOOTSTRAP_KEYS, GATE_KEYS, RULE_KEYS, Gate, Rule, default_gate, judge, load_gate, parse_gate,
+)  # fmt: skip
 from gligen_eval.reporting.paired import INSTANCE_KEYS, UnusableInput, family_data, recompute_kind, sample_pairs
 from gligen_eval.reporting.paired import CocoStat as _CocoStat  # (the name benchmarks and tests know)
 from gligen_eval.reporting.rundata import COUNT_KEYS, RunData

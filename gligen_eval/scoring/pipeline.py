@@ -346,8 +346,8 @@ def evaluate_boxes(
     """COCO (or LVIS-style) box AP of ``detections[sample_key]`` against the layout boxes, and the
     per-instance records. ``phrase_labels``: detection labels are layout phrases (relabelled to the
     objects' classes); LVIS-style layouts (:func:`~gligen_eval.scoring.coco.lvis_style_of`) are scored
-    LVIS-style, from what they carry; ``classes``: a closed-set detector's classes (:func:`detector_classes`): objects of other classes
-    get neither ground truth nor instance records (:func:`scored_layout`)."""
+    LVIS-style, from what they carry; ``classes``: a closed-set detector's classes (:func:`detector_classes`):
+    objects of other classes get neither ground truth nor instance records (:func:`scored_layout`)."""
     from gligen_eval.scoring import coco, instances as inst
 
     by_id = {lay.layout_id: lay for lay in layouts}
