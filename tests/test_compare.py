@@ -415,3 +415,14 @@ def test_lvis_run_compared_with_itself_reproduces_its_lvis_ap(tmp_path):
         assert row.baseline == stored[key] and row.candidate == stored[key], key
         assert row.diff == 0.0 and row.lo == 0.0 and row.hi == 0.0 and row.note == "", key
         assert row.method.startswith("paired bootstrap over layouts"), key
+    # a run whose layouts.jsonl predates the layouts' LVIS ids keeps its LVIS AP as point values
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    rows = [json.loads(line) for line in (old / "layouts.jsonl").read_text().splitlines()]
+    for r in rows:
+        r.pop("neg_category_ids"), r.pop("not_exhaustive_category_ids")
+    (old / "layouts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    row = compare_runs(old, old, parse_gate({"metrics": {"box/AP": {"max_drop": 0.01}}})).row("box/AP")
+    assert row.baseline == stored["box/AP"] and row.lo is None and row.method.startswith("point values")

@@ -133,9 +133,12 @@ def coco_items(run: RunData, samples: list, family: str) -> dict[str, list[tuple
 
 
 def family_data(run: RunData, family: str) -> bool:
-    """Whether ``run`` holds the per-image data to recompute its ``family`` COCO keys per draw."""
+    """Whether ``run`` holds the per-image data to recompute its ``family`` COCO keys per draw (an LVIS run
+    whose layouts.jsonl predates the layouts' LVIS ids has not: its LVIS AP is compared as point values)."""
     if family == "kp":
         return bool(run.detections_of("pose"))
+    if "box/APr" in run.metrics and not all(lay.lvis_style for lay in run.layouts.values()):
+        return False
     return bool(run.detections)
 
 
