@@ -1,25 +1,19 @@
 """Run configuration: YAML + ``--set key=value`` overrides.
 
-Every section is a dataclass; unknown keys and wrong types are a :class:`ConfigError` that
+Every section is a dataclass (here); unknown keys and wrong types are a :class:`ConfigError` that
 names the key. ``RunConfig()`` holds the paper-protocol defaults (SD-1.4 sized, 512 px,
 50 steps); the offline demo (``gligen-eval run`` with no config) is ``configs/demo.yaml``.
+Reading YAML and overrides into these dataclasses is :mod:`gligen_eval.config_loading`; the checks
+across keys are :mod:`gligen_eval.config_validation`. Every name is importable from here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from gligen_eval.conditions import CONDITION_DEFAULTS, CONDITION_OPTIONS
-from gligen_eval.errors import ConfigError
-
-DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
 
 
 @dataclass
@@ -351,287 +345,18 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-# --------------------------------------------------------------------------------------------
-# building from plain data
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        if len(errors) == 1:  # one real alternative (``X | None``): its own message names the key
-            raise ConfigError(errors[0])
-        raise ConfigError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"config key '{key}': must be one of {list(args)}, got {value!r}")
-        return value
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
-        inner = args[0] if args else Any
-        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
-    if tp is Any:
-        return value
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"config key '{key}': expected a mapping, got {value!r}")
-        inner = args[1] if len(args) == 2 else Any
-        return {str(k): _coerce(v, inner, f"{key}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"config key '{key}': expected a mapping, got {value!r}")
-        return _build(tp, value, prefix=f"{key}.")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"config key '{key}': expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(float(value)):
-                raise ConfigError(f"config key '{key}': expected a finite number, got {value!r}")
-            return float(value)
-        raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
-    raise ConfigError(f"config key '{key}': unsupported type {_type_name(tp)}")
-
-
-def _build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        shown = (prefix + k if isinstance(k, str) and k.isprintable() else repr(prefix + str(k)) for k in unknown)
-        raise ConfigError(
-            f"unknown config key(s): {', '.join(shown)} "
-            f"(known in {prefix.rstrip('.') or 'top level'}: {', '.join(sorted(names))})"
-        )
-    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
-    return cls(**kwargs)
-
-
-def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = data
-    for p in parts[:-1]:
-        nxt = node.setdefault(p, {})
-        if not isinstance(nxt, dict):
-            raise ConfigError(f"--set {dotted}: '{p}' is not a section")
-        node = nxt
-    node[parts[-1]] = value
-
-
-_OVERRIDE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*")
-_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``"sampler.steps=20"`` → ``("sampler.steps", 20)``; the value is read as YAML."""
-    import yaml
-
-    if "=" not in text:
-        raise ConfigError(f"--set expects key=value, got {text!r}")
-    key, raw = text.split("=", 1)
-    key = key.strip()
-    if not key:
-        raise ConfigError(f"--set expects key=value, got {text!r}")
-    if not _OVERRIDE_KEY.fullmatch(key):
-        raise ConfigError(f"--set {key!r}: a key is dotted names (e.g. sampler.steps), got {text!r}")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    except (ValueError, RecursionError):  # a number too long to convert, nesting too deep
-        raise ConfigError(f"--set {key}: cannot read the value {raw[:40]!r}{'...' if len(raw) > 40 else ''}") from None
-    if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
-        value = float(value)  # YAML 1.1 reads 1e-5 as a string
-    return key, value
-
-
-def _config(data: Mapping[str, Any], overrides: list[str] | tuple[str, ...]) -> RunConfig:
-    merged: dict[str, Any] = _deepcopy(dict(data))
-    for text in overrides:
-        key, value = parse_override(text)
-        _set_path(merged, key, value)
-    cfg = _build(RunConfig, merged)
-    validate(cfg)
-    return cfg
-
-
-def config_from_dict(
-    data: Mapping[str, Any], overrides: list[str] | tuple[str, ...] = (), *, source: str | Path | None = None
-) -> RunConfig:
-    """The validated config of ``data`` (read from ``source``) with ``key=value`` overrides applied.
-
-    An error names what caused it: the ``--set`` override after which the config first fails that
-    way, or else ``source``.
-    """
-    try:
-        return _config(data, overrides)
-    except ConfigError as e:
-        raise _blame(data, tuple(overrides), e, source) from None
-
-
-def _blame(data: Mapping[str, Any], overrides: tuple[str, ...], error: ConfigError, source: Any) -> ConfigError:
-    message = str(error)
-    if message.startswith("--set"):
-        return error
-    for k in range(len(overrides) + 1):
-        try:
-            _config(data, overrides[:k])
-        except ConfigError as e:
-            if str(e) != message:
-                continue
-            if k == 0:
-                return ConfigError(f"{source}: {message}") if source is not None else error
-            return ConfigError(f"--set {overrides[k - 1]}: {message}")
-    return ConfigError(f"--set {' '.join(overrides)}: {message}") if overrides else error
-
-
-def _deepcopy(d: Any) -> Any:
-    if isinstance(d, dict):
-        return {k: _deepcopy(v) for k, v in d.items()}
-    if isinstance(d, list):
-        return [_deepcopy(v) for v in d]
-    return d
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """Load a YAML config (``None``: the embedded demo config) and apply ``key=value`` overrides."""
-    import yaml
-
-    p = Path(path) if path is not None else DEMO_CONFIG
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: the top level must be a mapping")
-    return config_from_dict(data, overrides, source=p)
-
-
-def validate(cfg: RunConfig) -> None:
-    s = cfg.sampler
-    if s.steps < 1:
-        raise ConfigError(f"config key 'sampler.steps' must be >= 1, got {s.steps}")
-    if s.height % 8 or s.width % 8 or s.height <= 0 or s.width <= 0:
-        raise ConfigError(f"sampler.height/width must be positive multiples of 8, got {s.height}x{s.width}")
-    if s.alpha is not None and (len(s.alpha) != 3 or any(a < 0 for a in s.alpha) or abs(sum(s.alpha) - 1.0) > 1e-6):
-        raise ConfigError(f"config key 'sampler.alpha' must be 3 non-negative fractions summing to 1, got {s.alpha}")
-    if any(not 0.0 <= t <= 1.0 for t in cfg.sweep.tau) or len(set(cfg.sweep.tau)) != len(cfg.sweep.tau):
-        raise ConfigError(f"config key 'sweep.tau' must hold distinct values in [0, 1], got {cfg.sweep.tau}")
-    if not 0.0 <= s.beta <= 1.0:
-        raise ConfigError(f"config key 'sampler.beta' must be in [0, 1], got {s.beta}")
-    if s.batch_size < 1 or s.seeds_per_layout < 1:
-        raise ConfigError("sampler.batch_size and sampler.seeds_per_layout must be >= 1")
-    if not 1 <= s.max_objects <= 30:
-        raise ConfigError(f"config key 'sampler.max_objects' must be in [1, 30], got {s.max_objects}")
-    if cfg.layouts.limit is not None and cfg.layouts.limit < 1:
-        raise ConfigError(f"config key 'layouts.limit' must be >= 1, got {cfg.layouts.limit}")
-    if not 0.0 <= cfg.layouts.min_area < 1.0:
-        raise ConfigError(f"config key 'layouts.min_area' must be in [0, 1), got {cfg.layouts.min_area}")
-    if not 0.0 < cfg.scoring.success_iou <= 1.0:
-        raise ConfigError(f"config key 'scoring.success_iou' must be in (0, 1], got {cfg.scoring.success_iou}")
-    _validate_scoring(cfg)
-
-
 #: Sections that only change how images are scored, never which images are generated.
-SCORING_SECTIONS: tuple[str, ...] = ("detector", "scoring", "pose", "extra_detectors", "fid", "clip", "quality", "comp")
+SCORING_SECTIONS: tuple[str, ...] = ("detector", "scoring", "pose", "extra_detectors", "fid", "clip", "quality", "comp",
+                                     "scorers")
 
 
-def _validate_scoring(cfg: RunConfig) -> None:
-    sc = cfg.scoring
-    if sc.bootstrap < 0 or sc.bootstrap_ap < 0:
-        raise ConfigError(f"config keys 'scoring.bootstrap' and 'scoring.bootstrap_ap' must be >= 0 (0 disables), "
-                          f"got {sc.bootstrap} and {sc.bootstrap_ap}")  # fmt: skip
-    if not 0.0 < sc.ci_level < 1.0:
-        raise ConfigError(f"config key 'scoring.ci_level' must be in (0, 1), got {sc.ci_level}")
-    if not 0.0 <= sc.instance_min_score <= 1.0:
-        raise ConfigError(f"config key 'scoring.instance_min_score' must be in [0, 1], got {sc.instance_min_score}")
-    detectors = [("detector", cfg.detector)] + [(f"extra_detectors[{i}]", d) for i, d in enumerate(cfg.extra_detectors)]
-    if cfg.pose is not None:
-        detectors.append(("pose", cfg.pose))
-    for where, d in detectors:
-        if d.batch_size < 1 or d.max_det < 1:
-            raise ConfigError(f"config keys '{where}.batch_size' and '{where}.max_det' must be >= 1")
-        if d.name is not None and (not d.name.strip() or "/" in d.name):
-            raise ConfigError(f"config key '{where}.name' must be a non-empty name without '/', got {d.name!r}")
-    names = [d.name for d in cfg.extra_detectors if d.name is not None]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise ConfigError(f"config key 'extra_detectors': duplicate name(s) {', '.join(dup)}")
-    f = cfg.fid
-    if f.batch_size < 1 or f.kid_subsets < 1 or f.kid_subset_size < 2:
-        raise ConfigError("config keys 'fid.batch_size' and 'fid.kid_subsets' must be >= 1 and 'fid.kid_subset_size' >= 2")
-    if f.enabled:
-        from gligen_eval.scoring.quality import ResizePolicy
+# (after the sections: these modules read them lazily, so importing either first works too)
+from gligen_eval.config_loading import DEMO_CONFIG, config_from_dict, load_config, parse_override  # noqa: E402
+from gligen_eval.config_validation import comp_options, validate  # noqa: E402
 
-        try:
-            ResizePolicy.parse(f.resize)
-        except ConfigError as e:
-            raise ConfigError(f"config key 'fid.resize': {e}") from None
-    c = cfg.clip
-    if not c.weight > 0 or c.batch_size < 1:
-        raise ConfigError(f"config keys 'clip.weight' must be > 0 and 'clip.batch_size' >= 1, got {c.weight}, {c.batch_size}")
-    if not c.model.strip():
-        raise ConfigError("config key 'clip.model' must name a model ('tiny', a local folder or a hub id)")
-    _validate_quality(cfg.quality)
-    if cfg.comp.enabled:
-        try:
-            comp_options(cfg)
-        except ConfigError as e:
-            raise ConfigError(f"config section 'comp': {e}") from None
-
-
-def _validate_quality(q: QualityConfig) -> None:
-    for name in ("fd_dinov2", "cmmd", "prdc", "pickscore"):
-        section = getattr(q, name)
-        if section.batch_size < 1:
-            raise ConfigError(f"config key 'quality.{name}.batch_size' must be >= 1, got {section.batch_size}")
-        resize = getattr(section, "resize", None)
-        if section.enabled and resize is not None:
-            from gligen_eval.scoring.quality import ResizePolicy
-
-            try:
-                ResizePolicy.parse(resize)
-            except ConfigError as e:
-                raise ConfigError(f"config key 'quality.{name}.resize': {e}") from None
-    if q.prdc.k < 1:
-        raise ConfigError(f"config key 'quality.prdc.k' must be >= 1, got {q.prdc.k}")
-    if not q.cmmd.sigma > 0:
-        raise ConfigError(f"config key 'quality.cmmd.sigma' must be > 0, got {q.cmmd.sigma}")
-
-
-def comp_options(cfg: RunConfig) -> Any:
-    """The :class:`~gligen_eval.scoring.compositional.CompOptions` of ``cfg.comp``."""
-    from gligen_eval.scoring.compositional import CompOptions
-
-    c = cfg.comp
-    min_score = cfg.scoring.instance_min_score if c.min_score is None else c.min_score
-    return CompOptions(margin=c.margin, min_score=min_score, hsv_min_share=c.hsv_min_share, colors=tuple(c.colors),
-                       mig=c.mig, mig_iou=c.mig_iou)  # fmt: skip
+__all__ = [
+    "DEMO_CONFIG", "SCORING_SECTIONS", "ClipConfig", "CmmdConfig", "CompConfig", "DetectorConfig", "FdDinov2Config",
+    "FidConfig", "GroundingConfig", "LayoutsConfig", "ModelConfig", "PickScoreConfig", "PoseConfig", "PrdcConfig",
+    "QualityConfig", "RunConfig", "SamplerConfig", "ScoringConfig", "SweepConfig", "comp_options", "config_from_dict",
+    "load_config", "parse_override", "validate",
+]  # fmt: skip

@@ -25,6 +25,8 @@ COCO_KEYPOINT_NAMES = (
 )  # fmt: skip
 
 RELATIONS = ("left", "right", "above", "below")
+FREQUENCY_GROUPS = ("r", "c", "f")
+"""LVIS frequency groups of a category: rare, common, frequent (the basis of APr/APc/APf)."""
 """Spatial relations a layout can state between two of its objects (image coordinates, y down)."""
 
 Keypoint = tuple[float, float, int]  # normalized x, y and COCO visibility (0 absent, 1 occluded, 2 visible)
@@ -45,6 +47,12 @@ def _as_box(value: Sequence[float], where: str) -> Box:
         raise ValueError(f"{where}: {problem}")
     x0, y0, x1, y1 = (min(1.0, max(0.0, float(v))) for v in value)
     return (x0, y0, x1, y1)
+
+
+def _check_fields(cls: type, d: Mapping[str, Any]) -> None:
+    unknown = set(d) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}")
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -75,7 +83,8 @@ class GroundedObject:
     """One grounding entity: a phrase (and/or reference image) with its box.
 
     ``keypoints`` holds 17 COCO keypoints ``(x, y, v)`` in normalized image coordinates when the
-    object is a person used for keypoint grounding.
+    object is a person used for keypoint grounding. ``frequency`` is the LVIS frequency group of
+    the object's category (one of :data:`FREQUENCY_GROUPS`), for LVIS-style scoring only.
     """
 
     phrase: str
@@ -85,6 +94,7 @@ class GroundedObject:
     keypoints: tuple[Keypoint, ...] | None = None
     reference_image: str | None = None
     source_id: str | None = None
+    frequency: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.phrase, str):
@@ -114,6 +124,9 @@ class GroundedObject:
             object.__setattr__(self, "keypoints", tuple(norm))
         if self.source_id is not None:
             object.__setattr__(self, "source_id", str(self.source_id))
+        if self.frequency is not None and self.frequency not in FREQUENCY_GROUPS:
+            raise ValueError(f"GroundedObject.frequency must be one of {list(FREQUENCY_GROUPS)}, "
+                             f"got {_short(self.frequency)}")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -124,10 +137,7 @@ class GroundedObject:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "GroundedObject":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"GroundedObject: unknown field(s) {sorted(unknown)}")
+        _check_fields(cls, d)
         kw = dict(d)
         kw["box"] = tuple(kw["box"]) if isinstance(kw.get("box"), list) else kw.get("box")
         if isinstance(kw.get("keypoints"), list):
@@ -145,6 +155,15 @@ class Layout:
     ``relations`` holds the spatial relations the source states, ``(subject index, relation,
     object index)`` with relation one of :data:`RELATIONS` (``(0, "left", 1)``: object 0 is left of
     object 1); scoring only, so not part of :meth:`content_hash`.
+
+    What scoring needs from the source travels with the layout, so that scoring never reopens it
+    (none of it is part of :meth:`content_hash`): ``neg_category_ids`` and
+    ``not_exhaustive_category_ids`` (set together, possibly empty) are the LVIS category ids verified
+    absent from the source image and those not exhaustively annotated; a layout that has them is
+    scored LVIS-style (:attr:`lvis_style`, with its objects' ``category``, ``category_id`` and
+    ``frequency`` as the category table). ``source_dir`` is the folder the relative reference images
+    are resolved against; it says where the layout was read from, not what it is, so it is not
+    compared either.
     """
 
     layout_id: str
@@ -156,6 +175,9 @@ class Layout:
     source: str | None = None
     condition_map: str | None = None
     relations: tuple[tuple[int, str, int], ...] = ()
+    neg_category_ids: tuple[int, ...] | None = None
+    not_exhaustive_category_ids: tuple[int, ...] | None = None
+    source_dir: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.layout_id, str) or not self.layout_id:
@@ -174,7 +196,7 @@ class Layout:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
                 raise ValueError(f"Layout.{name} must be a positive int, got {_short(v)} (layout {lid})")
-        for name in ("image_path", "source"):
+        for name in ("image_path", "source", "source_dir"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise ValueError(f"Layout.{name} must be a string, got {_short(getattr(self, name))} (layout {lid})")
         rels = []
@@ -185,6 +207,24 @@ class Layout:
                                  f"object index) (layout {lid})")  # fmt: skip
             rels.append((int(r[0]), str(r[1]), int(r[2])))
         object.__setattr__(self, "relations", tuple(rels))
+        self._check_lvis_ids(lid)
+
+    def _check_lvis_ids(self, lid: str) -> None:
+        given = [name for name in _LVIS_ID_FIELDS if getattr(self, name) is not None]
+        if given and len(given) != len(_LVIS_ID_FIELDS):
+            raise ValueError(f"Layout.{given[0]} needs {' and '.join(n for n in _LVIS_ID_FIELDS if n not in given)} "
+                             f"too (LVIS-style scoring; give an empty list for none) (layout {lid})")  # fmt: skip
+        for name in given:
+            ids = getattr(self, name)
+            if isinstance(ids, (str, bytes, Mapping)) or not isinstance(ids, Iterable) or \
+                    not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):  # fmt: skip
+                raise ValueError(f"Layout.{name} must be a list of category ids, got {_short(ids)} (layout {lid})")
+            object.__setattr__(self, name, tuple(int(i) for i in ids))
+
+    @property
+    def lvis_style(self) -> bool:
+        """Whether the layout's box AP is LVIS-style (it carries the LVIS negative / not-exhaustive ids)."""
+        return self.neg_category_ids is not None
 
     def keep_objects(self, keep: Iterable[int]) -> "Layout":
         """This layout with only the objects at the indices ``keep`` (in their order); its stated
@@ -212,14 +252,16 @@ class Layout:
                 d[k] = getattr(self, k)
         if self.relations:
             d["relations"] = [list(r) for r in self.relations]
+        for k in _LVIS_ID_FIELDS:
+            if getattr(self, k) is not None:
+                d[k] = list(getattr(self, k))
+        if self.source_dir is not None:
+            d["source_dir"] = self.source_dir
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Layout":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"Layout: unknown field(s) {sorted(unknown)}")
+        _check_fields(cls, d)
         kw = dict(d)
         kw["objects"] = tuple(GroundedObject.from_dict(o) for o in d.get("objects", ()))
         kw["relations"] = tuple(tuple(r) for r in d.get("relations", ()))
@@ -228,10 +270,14 @@ class Layout:
     def content_hash(self) -> str:
         """Hash of what the generator sees (caption, phrases, boxes, keypoints, reference images)."""
         d = self.to_dict()
-        d.pop("image_path", None)
-        d.pop("source", None)
-        d.pop("relations", None)
+        for k in ("image_path", "source", "relations", "source_dir", *_LVIS_ID_FIELDS):
+            d.pop(k, None)
+        for o in d["objects"]:
+            o.pop("frequency", None)
         return stable_hash(d)
+
+
+_LVIS_ID_FIELDS = ("neg_category_ids", "not_exhaustive_category_ids")
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,13 @@ def test_score_layouts_places_scores_by_object(tmp_path, scorer):
     assert set(row.to_dict()) == {"clip/global", "clip/regional", "clip/image"}
     with pytest.raises(InputError, match=r"ref\.png \[layout L1 object 1\]: reference image not found"):
         scorer.score_layouts([image], [lay], reference_root=tmp_path / "elsewhere")
+    # without reference_root the layout's source_dir (its layout file's folder, set when it was loaded) serves
+    from dataclasses import replace
+
+    (again,) = scorer.score_layouts([image], [replace(lay, source_dir=str(tmp_path))])
+    assert again.image == pytest.approx(row.image, abs=1e-6)
+    with pytest.raises(InputError, match="reference image not found"):
+        scorer.score_layouts([image], [lay])
 
 
 def test_crops_and_pixel_rectangles():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -309,3 +310,119 @@ def test_compare_of_a_run_with_itself_reproduces_its_metrics_despite_tied_scores
     a = coco.evaluate_coco(*coco.build_eval_inputs(items))
     b = coco.evaluate_coco(*coco.build_eval_inputs(shuffled))
     assert a == b and a["AP"] == stored["box/AP"]
+
+
+
+SMOKE_LVIS = Path(__file__).resolve().parents[1] / "benchmarks" / "smoke-lvis.yaml"
+
+
+def _pixel_key(path: Path) -> str:
+    import hashlib
+
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return hashlib.sha256(np.asarray(im.convert("RGB")).tobytes()).hexdigest()[:20]
+
+
+def _known_detections(lay) -> list:
+    """Found objects (every third missed, boxes shifted more and more, scores falling), a false positive of
+    one of the image's negative categories (counted by LVIS) and one of a category the image neither shows nor
+    rules out (ignored by LVIS, counted by COCO)."""
+    from gligen_eval.records import Detection
+
+    out = []
+    for j, o in enumerate(lay.objects):
+        if j % 3 == 2:
+            continue
+        x0, y0, x1, y1 = o.box
+        dx = 0.05 * (j % 4) * (x1 - x0)
+        out.append(Detection((x0 + dx, y0, min(1.0, x1 + dx), y1), o.category, 0.9 - 0.07 * j))
+    named = {o.category_id for o in lay.objects}
+    neg = [c for c in lay.neg_category_ids if c in _CATEGORY_NAMES]
+    if neg:
+        out.append(Detection((0.0, 0.0, 0.3, 0.3), _CATEGORY_NAMES[neg[0]], 0.95))
+    free = [c for c in sorted(_CATEGORY_NAMES) if c not in named and c not in lay.neg_category_ids
+            and c not in lay.not_exhaustive_category_ids]  # fmt: skip
+    out.append(Detection((0.5, 0.5, 0.9, 0.9), _CATEGORY_NAMES[free[0]], 0.99))
+    return out
+
+
+_CATEGORY_NAMES: dict[int, str] = {}
+
+
+class RunDirDetector:
+    """Known detections (:func:`_known_detections`) of the generated images of the run directory ``weights``,
+    looked up by the image's pixels: a detector whose output the test knows, run by the real scoring."""
+
+    def __init__(self, weights: str, device: str = "cpu") -> None:
+        from gligen_eval import store
+        from gligen_eval.records import stable_hash
+
+        rd = store.RunDir(weights)
+        by_id = {lay.layout_id: lay for lay in rd.layouts()}
+        _CATEGORY_NAMES.update({o.category_id: o.category for lay in by_id.values() for o in lay.objects})
+        self.table = {_pixel_key(rd.root / s.image): [d.to_dict() for d in _known_detections(by_id[s.layout_id])]
+                      for s in rd.samples()}  # fmt: skip
+        self.name = "known-lvis-detections"
+        self._fp = stable_hash(self.table)
+
+    def fingerprint(self) -> str:
+        return self._fp
+
+    def detect(self, images: list) -> list:
+        import hashlib
+
+        import numpy as np
+
+        from gligen_eval.records import Detection
+
+        keys = [hashlib.sha256(np.asarray(im.convert("RGB")).tobytes()).hexdigest()[:20] for im in images]
+        return [[Detection.from_dict(d) for d in self.table[k]] for k in keys]
+
+
+def test_lvis_run_compared_with_itself_reproduces_its_lvis_ap(tmp_path):
+    """An LVIS run's layouts carry their negative / not-exhaustive category ids and category frequencies, so
+    compare recomputes its LVIS-style box AP (APr/APc/APf included) through scoring's own evaluation, with
+    paired intervals, and gets the run's own metrics.json numbers exactly."""
+    from gligen_eval import runner, store
+    from gligen_eval.config import load_config
+    from gligen_eval.scoring import coco
+
+    out = tmp_path / "lvis"
+    cfg = load_config(SMOKE_LVIS, [f"out={out}", "sampler.steps=1", "scoring.bootstrap=0",
+                                   f"detector.kind={__name__}:RunDirDetector", f"detector.weights={out}"])  # fmt: skip
+    run = runner.run(cfg, progress=False)
+    stored = _metrics(run)
+    rd = store.RunDir(run)
+    assert all(lay.lvis_style for lay in rd.layouts())
+    assert 0.1 < stored["box/AP"] < 0.9 and "box/APr" in stored and "box/AR300" in stored
+    # the false positives of categories an image neither shows nor rules out count in COCO AP only
+    by_id = {lay.layout_id: lay for lay in rd.layouts()}
+    dets = {key: d for (key, _), d in rd.detections().items()}
+    plain = [(s.sample_key, dataclasses.replace(by_id[s.layout_id], neg_category_ids=None, not_exhaustive_category_ids=None),
+              s.width, s.height, dets[s.sample_key]) for s in rd.samples()]  # fmt: skip
+    assert coco.evaluate_coco(*coco.build_eval_inputs(plain))["AP"] < stored["box/AP"] - 0.01
+
+    res = compare_runs(run, run, parse_gate({"metrics": {"box/AP": {"max_drop": 0.01}},
+                                             "bootstrap": {"n_boot": 20, "n_boot_ap": 8}}))  # fmt: skip
+    assert res.exit_code == 0, res.message
+    keys = [k for k in coco.metric_keys("bbox", lvis_style=True) if stored[f"box/{k}"] >= 0]
+    assert {"AP", "AR300", "APr", "APc", "APf"} <= set(keys)
+    for key in (f"box/{k}" for k in keys):
+        row = res.row(key)
+        assert row.baseline == stored[key] and row.candidate == stored[key], key
+        assert row.diff == 0.0 and row.lo == 0.0 and row.hi == 0.0 and row.note == "", key
+        assert row.method.startswith("paired bootstrap over layouts"), key
+    # a run whose layouts.jsonl predates the layouts' LVIS ids keeps its LVIS AP as point values
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    rows = [json.loads(line) for line in (old / "layouts.jsonl").read_text().splitlines()]
+    for r in rows:
+        r.pop("neg_category_ids"), r.pop("not_exhaustive_category_ids")
+    (old / "layouts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    row = compare_runs(old, old, parse_gate({"metrics": {"box/AP": {"max_drop": 0.01}}})).row("box/AP")
+    assert row.baseline == stored["box/AP"] and row.lo is None and row.method.startswith("point values")

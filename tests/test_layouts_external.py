@@ -79,6 +79,38 @@ def test_lvis_meta_frequency_groups(tmp_path):
     assert meta.not_exhaustive_category_ids["lvis-5"] == (3,)
 
 
+def test_lvis_layouts_carry_what_lvis_scoring_needs(tmp_path):
+    """Each layout holds its image's negative / not-exhaustive ids and each object its category's frequency,
+    through layouts.jsonl too; none of it changes the layout's content hash, and the source folder rides along."""
+    import dataclasses
+
+    from gligen_eval.records import Layout
+    from gligen_eval.scoring import coco
+
+    p = write(tmp_path, "lvis_v1_val.json", lvis_v1())
+    five, six = load_layouts(p)
+    assert five.lvis_style and (five.neg_category_ids, five.not_exhaustive_category_ids) == ((2,), (3,))
+    assert (six.neg_category_ids, six.not_exhaustive_category_ids) == ((), ())
+    assert [o.frequency for o in five.objects] == ["f", "c"] and six.objects[0].frequency == "r"
+    assert five.source_dir == str(tmp_path)
+    back = Layout.from_dict(json.loads(json.dumps(five.to_dict())))
+    assert back == five and back.lvis_style and back.source_dir == five.source_dir
+    plain = dataclasses.replace(five, neg_category_ids=None, not_exhaustive_category_ids=None, source_dir=None,
+                                objects=tuple(dataclasses.replace(o, frequency=None) for o in five.objects))  # fmt: skip
+    assert not plain.lvis_style and plain.content_hash() == five.content_hash()
+    assert coco.lvis_categories([five, six]) == [{"id": 1, "name": "aerosol_can", "frequency": "c"},
+                                                 {"id": 2, "name": "bat_(animal)", "frequency": "r"},
+                                                 {"id": 3, "name": "banana", "frequency": "f"}]  # fmt: skip
+    gt, _ = coco.build_eval_inputs([("a", five, 640, 480, []), ("b", six, 500, 500, [])])
+    assert [(im["neg_category_ids"], im["not_exhaustive_category_ids"]) for im in gt["images"]] == [([2], [3]), ([], [])]
+    with pytest.raises(InputError, match=r"layout lvis-5 is LVIS-style .* layout lvis-6 is not"):
+        coco.lvis_style_of([five, dataclasses.replace(six, neg_category_ids=None, not_exhaustive_category_ids=None)])
+    with pytest.raises(ValueError, match="neg_category_ids needs not_exhaustive_category_ids"):
+        dataclasses.replace(six, not_exhaustive_category_ids=None)
+    with pytest.raises(InputError, match=r"layout lvis-6.*category id 2 as 'bat' \(r\)"):
+        coco.lvis_categories([six, dataclasses.replace(six, objects=(dataclasses.replace(six.objects[0], category="bat"),))])
+
+
 def test_lvis_bad_input(tmp_path):
     data = lvis_v1()
     data["categories"][1]["frequency"] = "x"
@@ -95,6 +127,8 @@ def test_lvis_bad_input(tmp_path):
     p = write(tmp_path, "lvis_bad.json", data)
     with pytest.raises(InputError, match=r"\[image 5\]: neg_category_ids has unknown"):
         load_lvis_meta(p)
+    with pytest.raises(InputError, match=r"\[image 5\]: neg_category_ids has unknown"):
+        load_lvis(p)
 
 
 def test_lvis_phrase():

@@ -309,7 +309,10 @@ def test_keypoint_backends_agree_on_synthetic_data():
     assert 0.0 < a["AP"] < 1.0
 
 
-def test_oks_formula_by_hand():
+@pytest.mark.parametrize("backend", ["pycocotools", "faster"])
+def test_oks_formula_by_hand(backend):
+    from oks_backend import backend_oks
+
     gt = np.zeros((17, 3))
     gt[:, :2] = np.arange(34).reshape(17, 2) * 3.0
     gt[0, 2] = 2  # only the nose is labelled
@@ -318,13 +321,19 @@ def test_oks_formula_by_hand():
     area = 900.0
     s = coco.COCO_KEYPOINT_SIGMAS[0]
     expected = math.exp(-(5.0**2) / (2 * area * (2 * s) ** 2))
-    assert coco.oks(gt, pred, area) == pytest.approx(expected, rel=1e-12)
-    assert coco.oks(gt, gt, area) == 1.0
-    gt[:, 2] = 0
-    with pytest.raises(ValueError, match="gt_bbox"):
-        coco.oks(gt, pred, area)
-    # no labelled point: points inside the 3x enlarged box cost nothing
-    assert coco.oks(gt, pred, area, gt_bbox=[0, 0, 100, 100]) == 1.0
+    unlabelled = gt.copy()
+    unlabelled[:, 2] = 0
+    box = [0, 0, 100, 100]
+    outside = pred.copy()
+    outside[:, 0] += 400.0  # 300 px beyond the 3x enlarged box (x up to 200)
+    got = backend_oks([({"keypoints": gt.ravel(), "area": area, "bbox": box}, {"keypoints": pred.ravel()}),
+                       ({"keypoints": gt.ravel(), "area": area, "bbox": box}, {"keypoints": gt.ravel()}),
+                       # no labelled point: points inside the 3x enlarged box cost nothing, points outside do
+                       ({"keypoints": unlabelled.ravel(), "area": area, "bbox": box}, {"keypoints": pred.ravel()}),
+                       ({"keypoints": unlabelled.ravel(), "area": area, "bbox": box}, {"keypoints": outside.ravel()})],
+                      backend)  # fmt: skip
+    assert got[0] == pytest.approx(expected, rel=1e-12)
+    assert got[1] == 1.0 and got[2] == 1.0 and got[3] < 0.5
 
 
 # ---------------------------------------------------------------------------------------------

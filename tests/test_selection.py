@@ -43,7 +43,6 @@ def test_keypoint_layouts_keep_the_persons_the_generator_grounds(tmp_path):
     import torch
 
     from gligen_eval.generation.keypoint_net import pack_keypoints
-    from gligen_eval.scoring import coco
     from gligen_eval.scoring.boxes import evaluate_boxes
     from gligen_eval.scoring.keypoints import evaluate_keypoints
 

@@ -34,6 +34,7 @@ Importing this package is cheap (no torch, no numpy).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import os
@@ -212,6 +213,9 @@ def load_layouts(source: str | os.PathLike, **options: Any) -> list[Layout]:
             raise ConfigError(f"layout option {key}={value!r} does not apply to {kind} layouts ({os.fspath(source)}); "
                               f"accepted: {', '.join(shown)}")  # fmt: skip
     layouts = fn(**kwargs) if path is None else fn(path, **kwargs)
+    if path is not None:  # relative reference images are resolved against the source's folder
+        folder = str(path.parent)
+        layouts = [lay if lay.source_dir is not None else dataclasses.replace(lay, source_dir=folder) for lay in layouts]
     return limit_persons(layouts, max_persons, os.fspath(source))
 
 

@@ -12,12 +12,15 @@
   annotations). Layout ids are ``lvis-<image_id>``.
 
 Each category's frequency group (``r`` rare, ``c`` common, ``f`` frequent; the basis of APr/APc/APf)
-is available from :func:`load_lvis_meta`, together with each image's ``neg_category_ids`` and
-``not_exhaustive_category_ids`` (which LVIS evaluation needs).
+and each image's ``neg_category_ids`` and ``not_exhaustive_category_ids`` (which LVIS evaluation
+needs) travel with the layouts: every object carries its category's ``frequency`` and every layout
+its image's negative / not-exhaustive ids, so scoring never reopens the file. :func:`load_lvis_meta`
+gives the same for the whole file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -118,17 +121,30 @@ def load_lvis(
     check_selection_options(max_objects, min_area, limit, seed)
     index = _index_lvis(read_json(path, "LVIS annotation file"), str(path), tolerance_px=tolerance_px, on_invalid=on_invalid)
     cats = _categories(index, strip_qualifier)
-    return build_layouts(
+    layouts = build_layouts(
         index, phrase_of=lambda c: cats[c["id"]].phrase, id_prefix=id_prefix, source=id_prefix, captions=None,
         captions_path=None, max_objects=max_objects, min_area=min_area, skip_crowd=False, limit=limit, seed=seed,
         images_dir=images_dir_path(images_dir),
     )  # fmt: skip
+    neg, nex = _image_category_ids(index, str(path), id_prefix)
+    out = []
+    for lay in layouts:
+        objects = tuple(dataclasses.replace(o, frequency=cats[o.category_id].frequency) for o in lay.objects)  # type: ignore[index]
+        out.append(dataclasses.replace(lay, objects=objects, neg_category_ids=neg.get(lay.layout_id, ()),
+                                       not_exhaustive_category_ids=nex.get(lay.layout_id, ())))  # fmt: skip
+    return out
 
 
 def load_lvis_meta(path: str | os.PathLike, *, strip_qualifier: bool = False, id_prefix: str = "lvis") -> LvisMeta:
     """Categories with their frequency group, and each image's negative / not-exhaustive category ids."""
     p = str(path)
     index = _index_lvis(read_json(path, "LVIS annotation file"), p, tolerance_px=float("inf"), on_invalid="skip")
+    neg, nex = _image_category_ids(index, p, id_prefix)
+    return LvisMeta(_categories(index, strip_qualifier), neg, nex)
+
+
+def _image_category_ids(index: CocoIndex, p: str, id_prefix: str) -> tuple[dict[str, tuple[int, ...]], ...]:
+    """layout id -> ``neg_category_ids`` and layout id -> ``not_exhaustive_category_ids`` of every image."""
     neg: dict[str, tuple[int, ...]] = {}
     nex: dict[str, tuple[int, ...]] = {}
     for iid, img in index.images.items():
@@ -140,4 +156,4 @@ def load_lvis_meta(path: str | os.PathLike, *, strip_qualifier: bool = False, id
             if unknown:
                 raise InputError(f"{key} has unknown category id(s) {unknown[:5]}", path=p, record=f"image {iid}")
             out[f"{id_prefix}-{iid}"] = tuple(ids)
-    return LvisMeta(_categories(index, strip_qualifier), neg, nex)
+    return neg, nex

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from gligen_eval.errors import ConfigError, InputError
+from gligen_eval.errors import ConfigError
 from gligen_eval.records import Detection, InstanceRecord, Layout, SampleRecord
 
 log = logging.getLogger("gligen_eval")
@@ -49,7 +49,7 @@ def detector_classes(detector: Any) -> list[str] | None:
 def scored_layout(layout: Layout, classes: Iterable[str] | None) -> Layout:
     """The layout as box AP scores it: with a closed-set detector (``classes``) only the objects whose class
     (category, else phrase) it can output; the others could never be found and are left out."""
-    if classes is None:
+    if classes is None or layout.lvis_style:  # LVIS-style AP has its own category table
         return layout
     from gligen_eval.scoring.coco import object_class
 
@@ -79,18 +79,6 @@ def check_detector_classes(layouts: Sequence[Layout], classes: Sequence[str] | N
     if not quiet:
         log.warning("%d of %d object classes/phrases name no class of the detector %s (e.g. %s): their objects are "
                     "not scored (n_instances_unmapped in metrics.json)", len(unmapped), len(names), detector, eg)
-
-
-def lvis_categories(layouts: Iterable[Layout], meta: Any) -> list[dict[str, Any]]:
-    """COCO category dicts (id, name, frequency) of the LVIS categories the layouts use."""
-    ids: set[int] = set()
-    for lay in layouts:
-        for i, o in enumerate(lay.objects):
-            if o.category_id is None or o.category_id not in meta.categories:
-                raise InputError(f"object {i} has category id {o.category_id!r}, which is not an LVIS category of the source",
-                                 record=f"layout {lay.layout_id}")  # fmt: skip
-            ids.add(o.category_id)
-    return [{"id": c, "name": meta.categories[c].name, "frequency": meta.categories[c].frequency} for c in sorted(ids)]
 
 
 @dataclass
@@ -125,14 +113,13 @@ def evaluate_boxes(
     success_iou: float = 0.5,
     min_score: float = 0.0,
     phrase_labels: bool = False,
-    lvis_meta: Any = None,
     classes: Sequence[str] | None = None,
 ) -> BoxEval:
     """COCO (or LVIS-style) box AP of ``detections[sample_key]`` against the layout boxes, and the
     per-instance records. ``phrase_labels``: detection labels are layout phrases (relabelled to the
-    objects' classes); ``lvis_meta``: an :class:`~gligen_eval.layouts.LvisMeta` for LVIS layouts;
-    ``classes``: a closed-set detector's classes (:func:`detector_classes`): objects of other classes
-    get neither ground truth nor instance records (:func:`scored_layout`)."""
+    objects' classes); LVIS-style layouts (:func:`~gligen_eval.scoring.coco.lvis_style_of`) are scored
+    LVIS-style, from what they carry; ``classes``: a closed-set detector's classes (:func:`detector_classes`):
+    objects of other classes get neither ground truth nor instance records (:func:`scored_layout`)."""
     from gligen_eval.scoring import coco, instances as inst
 
     by_id = {lay.layout_id: lay for lay in layouts}
@@ -141,18 +128,13 @@ def evaluate_boxes(
         lay = by_id[s.layout_id]
         dets = list(detections[s.sample_key])
         pairs.append((s, lay, relabel_phrases(dets, lay) if phrase_labels else dets))
-    lvis = lvis_meta is not None
+    lvis = coco.lvis_style_of(p[1] for p in pairs)
     if lvis and backend not in ("hotcoco", "faster"):
         raise ConfigError("LVIS layouts are scored LVIS-style, which needs scoring.backend: hotcoco or faster")
     if lvis:
         classes = None  # LVIS-style AP has its own category table
-    categories = lvis_categories([p[1] for p in pairs], lvis_meta) if lvis else None
     gt, results = coco.build_eval_inputs([(s.sample_key, scored_layout(lay, classes), s.width, s.height, d)
-                                          for s, lay, d in pairs], categories=categories)  # fmt: skip
-    if lvis:
-        for im in gt["images"]:
-            im["neg_category_ids"] = list(lvis_meta.neg_category_ids.get(im["layout_id"], ()))
-            im["not_exhaustive_category_ids"] = list(lvis_meta.not_exhaustive_category_ids.get(im["layout_id"], ()))
+                                          for s, lay, d in pairs])  # fmt: skip
     result = coco.run_coco_eval(gt, results, iou_type="bbox", backend=backend, lvis_style=lvis)
     records = []
     vocab = None if classes is None else set(classes)
@@ -161,7 +143,6 @@ def evaluate_boxes(
         records.extend(r for r in rows if vocab is None or coco.object_class(lay.objects[r.object_index]) in vocab)
     unmapped = sum(len(lay.objects) for _, lay, _ in pairs) - len(records)
     return BoxEval(result, records, gt, results, list(samples), lvis, unmapped)
-
 
 
 def agreement_rate(a: Iterable[InstanceRecord], b: Iterable[InstanceRecord]) -> float:
@@ -182,11 +163,11 @@ def agreement_rate(a: Iterable[InstanceRecord], b: Iterable[InstanceRecord]) -> 
 def evaluate_pass(ctx: Any, p: Any, samples: Sequence[SampleRecord]) -> BoxEval:
     """:func:`evaluate_boxes` of one detector pass (:class:`~gligen_eval.scoring.detection.DetectorPass`)
     on ``samples`` with the run's scoring settings; ``ctx`` is the
-    :class:`~gligen_eval.scoring.protocol.ScoreContext` (its cached detections and LVIS metadata)."""
+    :class:`~gligen_eval.scoring.protocol.ScoreContext` (its cached detections)."""
     sc = ctx.cfg.scoring
     return evaluate_boxes(ctx.layouts, samples, p.detections(ctx.shared["detections"], samples), backend=sc.backend,
                           success_iou=sc.success_iou, min_score=sc.instance_min_score, phrase_labels=p.takes_phrases,
-                          lvis_meta=ctx.shared.get("lvis"), classes=p.info.get("classes"))  # fmt: skip
+                          classes=p.info.get("classes"))  # fmt: skip
 
 
 def per_category_instances(records: Sequence[InstanceRecord]) -> dict[str, dict[str, float]]:

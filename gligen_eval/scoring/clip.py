@@ -381,7 +381,8 @@ class ClipScorer:
         """All three scores for generated images of the given layouts (one layout per image).
 
         Objects with an empty phrase get no regional score; objects without ``reference_image``
-        get no image score. Relative reference paths are resolved against ``reference_root``.
+        get no image score. Relative reference paths are resolved against ``reference_root``, else
+        against the layout's ``source_dir``.
         """
         from PIL import Image
 
@@ -397,8 +398,9 @@ class ClipScorer:
             row = []
             for i in idx:
                 ref = Path(lay.objects[i].reference_image)  # type: ignore[arg-type]
-                if not ref.is_absolute() and reference_root is not None:
-                    ref = Path(reference_root) / ref
+                root = reference_root if reference_root is not None else lay.source_dir
+                if not ref.is_absolute() and root is not None:
+                    ref = Path(root) / ref
                 if not ref.is_file():
                     raise InputError("reference image not found", path=str(ref), record=f"layout {lay.layout_id} object {i}")
                 with pil_open(ref) as im:

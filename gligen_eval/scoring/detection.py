@@ -168,7 +168,7 @@ def run_detector_pass(ctx: Any, role: str, dcfg: DetectorConfig, samples: Sequen
     classes = detector_classes(det) if check_classes else None
     if classes is not None:
         info["classes"] = classes
-        if ctx.shared.get("lvis") is None:
+        if not ctx.shared.get("lvis"):  # LVIS-style AP has its own category table
             check_detector_classes(ctx.layouts, classes, f"{det.name} ({role})")
     by_id = ctx.by_id
     phrases_of: Callable[[SampleRecord], Sequence[str]] | None = None

@@ -61,13 +61,6 @@ def _order(metrics: dict[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in metrics.items() if k not in ci}, **ci}
 
 
-def _lvis_meta(cfg: RunConfig) -> Any:
-    from gligen_eval.layouts import load_lvis_meta, resolve_source
-
-    kind, path = resolve_source(cfg.layouts.source)
-    return load_lvis_meta(path) if kind == "lvis" and path is not None else None
-
-
 def score_run(
     rd: store.RunDir,
     cfg: RunConfig,
@@ -83,12 +76,13 @@ def score_run(
     Returns ``(metrics, scorers)``: ``metrics`` is ``None`` on ranks other than 0; ``scorers``
     describes every model used for scoring (name, fingerprint) for the manifest.
     """
+    from gligen_eval.scoring.coco import lvis_style_of
     from gligen_eval.scoring.detection import merge_rank_detections
     from gligen_eval.scoring.protocol import ScoreContext, configured_scorers
 
     dist = dist or distributed.DistInfo()
     ctx = ScoreContext(rd, cfg, layouts, samples, device=device, dist=dist, progress=progress)
-    ctx.shared["lvis"] = _lvis_meta(cfg)
+    ctx.shared["lvis"] = lvis_style_of(layouts)
     scorers = configured_scorers(cfg)
     for s in scorers:  # every rank: its share of what is not cached
         s.run(ctx)

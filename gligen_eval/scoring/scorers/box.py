@@ -50,7 +50,7 @@ class BoxScorer(Scorer):
     def check(self, layouts, *, device: str) -> None:
         from gligen_eval.scoring.detection import check_detector_config
 
-        check_detector_config(self.cfg.detector, layouts, lvis=_is_lvis(self.cfg))
+        check_detector_config(self.cfg.detector, layouts, lvis=_is_lvis(layouts))
         if layouts is not None and self.cfg.scoring.real_images:
             from gligen_eval.scoring.realimages import real_image_path
 
@@ -103,7 +103,7 @@ class BoxScorer(Scorer):
 
 
 
-def _is_lvis(cfg: Any) -> bool:
-    from gligen_eval.layouts import resolve_source
+def _is_lvis(layouts: Any) -> bool:
+    from gligen_eval.scoring.coco import lvis_style_of
 
-    return resolve_source(cfg.layouts.source)[0] == "lvis"
+    return layouts is not None and lvis_style_of(layouts)

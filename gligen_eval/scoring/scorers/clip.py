@@ -8,13 +8,6 @@ from typing import Any
 from gligen_eval.scoring.protocol import QUALITY, KeySpec, ScoreContext, ScoreOutput, Scorer
 
 
-def _layout_source_dir(cfg: Any) -> Any:
-    from gligen_eval.layouts import resolve_source
-
-    _, path = resolve_source(cfg.layouts.source)
-    return path.parent if path is not None else None
-
-
 class ClipPass(Scorer):
     name = "clip"
     order = 50
@@ -40,8 +33,7 @@ class ClipPass(Scorer):
     def _pass(self, ctx: ScoreContext, **kw: Any) -> dict[str, Any]:
         from gligen_eval.scoring.clip_pass import clip_missing
 
-        return clip_missing(ctx.rd, ctx.samples, ctx.layouts, self.model, batch_size=self.cfg.clip.batch_size,
-                            reference_root=_layout_source_dir(self.cfg), **kw)  # fmt: skip
+        return clip_missing(ctx.rd, ctx.samples, ctx.layouts, self.model, batch_size=self.cfg.clip.batch_size, **kw)
 
     def run(self, ctx: ScoreContext) -> None:
         from gligen_eval.scoring.clip_pass import build_clip_scorer

@@ -25,7 +25,7 @@ class ExtraDetectors(Scorer):
         from gligen_eval.scoring.scorers.box import _is_lvis
 
         for d in self.cfg.extra_detectors:
-            check_detector_config(d, layouts, lvis=_is_lvis(self.cfg))
+            check_detector_config(d, layouts, lvis=_is_lvis(layouts))
 
     def random_weights(self) -> bool:
         from gligen_eval.scoring.detection import random_detector_weights
