@@ -146,10 +146,7 @@ def make_run(
     metrics.update(n_samples=len(samples), n_layouts=len(layouts), n_instances=len(instances))
     if cfg.scoring.error_analysis:
         from gligen_eval.scoring.errors import error_metrics
-        from gligen_eval.scoring.pipeline import evaluate_boxes
 
-        ev = evaluate_boxes(layouts, samples, dets, backend=cfg.scoring.backend, success_iou=cfg.scoring.success_iou,
-                            min_score=cfg.scoring.instance_min_score)  # fmt: skip
         err_metrics, err_breakdowns = error_metrics(ev.gt, ev.results, "box",
                                                     confusion_min_score=cfg.scoring.instance_min_score)  # fmt: skip
         metrics.update(err_metrics)

@@ -19,7 +19,10 @@ decided in one place, :func:`~gligen_eval.reporting.paired.recompute_kind`:
   ``APr APc APf``) is recomputed LVIS-style through the same evaluation as scoring;
 * the condition-consistency keys (``cond/*`` of spatial runs) are pooled means over the images of
   the drawn layouts, from the runs' ``cond.jsonl`` rows (the real-image ceiling ``cond/real/*`` is
-  compared as point values);
+  compared as point values), and the pooled compositional keys (``comp/count_acc``,
+  ``comp/relation_acc``, the colour and texture checks, ``mig/ISR``, ``mig/mIoU``) over the objects of
+  the drawn layouts, from ``comp.jsonl`` -- each scorer reads its own rows back
+  (:meth:`~gligen_eval.scoring.protocol.Scorer.sample_values`);
 * metrics that are not sums over layouts (``fid``, ``kid``, ``clip/*``) are compared as point
   values, without an interval.
 
@@ -42,12 +45,12 @@ from gligen_eval.reporting import metricinfo as mi
 from gligen_eval.reporting.gate import (
     BOOTSTRAP_KEYS, GATE_KEYS, RULE_KEYS, Gate, Rule, default_gate, judge, load_gate, parse_gate,
 )  # fmt: skip
-from gligen_eval.reporting.paired import INSTANCE_KEYS, UnusableInput, family_data, recompute_kind, sample_pairs
+from gligen_eval.reporting.paired import UnusableInput, family_data, pooled_values, recompute_kind, sample_pairs
 from gligen_eval.reporting.paired import CocoStat as _CocoStat  # (the name benchmarks and tests know)
 from gligen_eval.reporting.rundata import COUNT_KEYS, RunData
 
 __all__ = [
-    "BOOTSTRAP_KEYS", "GATE_KEYS", "INSTANCE_KEYS", "RULE_KEYS", "CompareResult", "Gate", "MetricRow", "Rule",
+    "BOOTSTRAP_KEYS", "GATE_KEYS", "RULE_KEYS", "CompareResult", "Gate", "MetricRow", "Rule",
     "UnusableInput", "compare_runs", "config_diff", "default_gate", "load_gate", "parse_gate", "recompute_kind",
     "render_markdown",
 ]  # fmt: skip
@@ -173,8 +176,7 @@ class _Paired:
     n_boot: int
     n_boot_ap: int
     seed: int
-    b_cond: dict[str, Any] = field(default_factory=dict)
-    c_cond: dict[str, Any] = field(default_factory=dict)
+    pooled: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     coco_stats: dict[str, tuple[_CocoStat, dict, dict]] = field(default_factory=dict)
 
     @property
@@ -185,23 +187,29 @@ class _Paired:
     def c_samples(self) -> list:
         return [c for _, c in self.pairs.values()]
 
-    def has_data(self, kind: str | None) -> bool:
-        """Whether both runs hold the per-layout data to recompute a key of ``recompute_kind`` ``kind``."""
-        if kind == "instances":
-            return bool(self.base.instances and self.cand.instances)
-        if kind == "cond":
-            return bool(self.b_cond and self.c_cond)
+    def pooled_values(self, key: str) -> tuple[Any, Any]:
+        """Per layout, the baseline's and the candidate's values behind a pooled key (``None`` where absent)."""
+        if key not in self.pooled:
+            self.pooled[key] = tuple(
+                pooled_values(run, key, [(s.layout_id, s.sample_key) for s in samples], self.layout_ids)
+                for run, samples in ((self.base, self.b_samples), (self.cand, self.c_samples)))  # fmt: skip
+        return self.pooled[key]
+
+    def has_data(self, kind: str | None, key: str) -> bool:
+        """Whether both runs hold the per-layout data to recompute ``key`` (of ``recompute_kind`` ``kind``)."""
+        if kind == "pooled":
+            return all(v is not None for v in self.pooled_values(key))
         if kind in ("box", "kp"):
             return family_data(self.base, kind) and family_data(self.cand, kind)
         return False
 
 
-def _check_gate_metrics(gate: Gate, base: RunData, cand: RunData, b_keys: set[str], c_keys: set[str]) -> None:
+def _check_gate_metrics(gate: Gate, paired: _Paired, b_keys: set[str], c_keys: set[str]) -> None:
     missing = []
     for key in gate.rules:
         if key in b_keys and key in c_keys:
             continue
-        if recompute_kind(key) == "instances" and base.instances and cand.instances:
+        if recompute_kind(key) == "pooled" and paired.has_data("pooled", key):
             continue
         where = [name for name, have in (("baseline", key in b_keys), ("candidate", key in c_keys)) if not have]
         missing.append(f"{key} (missing in the {' and '.join(where)} metrics.json)")
@@ -223,15 +231,10 @@ def _compare(baseline: Path, candidate: Path, gate_arg: Path | Gate | None, allo
     counts = (*COUNT_KEYS, "n_instances_unmapped")
     b_keys = set(mi.metric_keys(base.metrics, skip=counts))
     c_keys = set(mi.metric_keys(cand.metrics, skip=counts))
-    if gate is not None:
-        _check_gate_metrics(gate, base, cand, b_keys, c_keys)
-    keys = mi.order_metrics((b_keys & c_keys) | (set(gate.rules) if gate else set()))
-
     paired = _Paired(base, cand, pairs, layout_ids, n_boot, min(settings.n_boot_ap, n_boot), seed)
-    if any(k.startswith("cond/") for k in keys):  # spatial runs: the per-image condition rows
-        from gligen_eval.scoring.consistency import sample_rows
-
-        paired.b_cond, paired.c_cond = sample_rows(base.path, base.manifest), sample_rows(cand.path, cand.manifest)
+    if gate is not None:
+        _check_gate_metrics(gate, paired, b_keys, c_keys)
+    keys = mi.order_metrics((b_keys & c_keys) | (set(gate.rules) if gate else set()))
     rows = []
     for key in keys:
         rule = gate.rules.get(key) if gate else None
@@ -269,31 +272,18 @@ def _metric_row(p: _Paired, key: str, conf: float) -> MetricRow:
     if row.baseline is not None and row.candidate is not None:
         row.diff = row.candidate - row.baseline
     kind = recompute_kind(key)
-    b_pairs = [(s.layout_id, s.sample_key) for s in p.b_samples]
-    c_pairs = [(s.layout_id, s.sample_key) for s in p.c_samples]
-    if not p.has_data(kind):
+    if not p.has_data(kind, key):
         row.method = "point values from metrics.json (no per-layout data)"
         row.lo = row.hi = None
-    elif kind in ("instances", "cond"):
-        if kind == "instances":
-            from gligen_eval.reporting.paired import instance_values
-
-            fname = INSTANCE_KEYS[key]
-            a, b = instance_values(base, set(b_pairs), fname), instance_values(cand, set(c_pairs), fname)
-            a = {lid: a.get(lid, []) for lid in p.layout_ids}
-            b = {lid: b.get(lid, []) for lid in p.layout_ids}
-            over = "instances"
-        else:
-            from gligen_eval.scoring.consistency import layout_values
-
-            a = layout_values(p.b_cond, b_pairs, key, p.layout_ids)
-            b = layout_values(p.c_cond, c_pairs, key, p.layout_ids)
-            over = "images (cond.jsonl)"
+    elif kind == "pooled":
+        a, b = p.pooled_values(key)
         row.baseline = stats.point_estimate(a, "pooled_mean")
         row.candidate = stats.point_estimate(b, "pooled_mean")
         row.diff, row.lo, row.hi = stats.paired_bootstrap_diff(a, b, "pooled_mean", n_boot=p.n_boot, alpha=1 - conf,
                                                                seed=p.seed)  # fmt: skip
-        row.method = f"paired bootstrap over layouts ({p.n_boot} draws), pooled over {over}"
+        from gligen_eval.scoring.protocol import key_owner
+
+        row.method = f"paired bootstrap over layouts ({p.n_boot} draws), pooled over {key_owner(key).rows or 'rows'}"
     else:
         _coco_row(p, row, kind, conf)  # type: ignore[arg-type]
     for attr in ("baseline", "candidate", "diff", "lo", "hi"):

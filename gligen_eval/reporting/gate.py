@@ -118,19 +118,24 @@ def parse_gate(data: Any, source: str | None = None) -> Gate:
     return gate
 
 
-def default_gate(keys: Iterable[str], *, max_drop: float = 0.01, fid_max_rise: float = 0.5,
+def default_gate(keys: Iterable[str], *, max_drop: float | None = None, max_rise: float | None = None,
                  confidence: float = 0.95) -> Gate:  # fmt: skip
-    """A gate for the headline metrics among ``keys`` (those both runs have).
-
-    ``box/AP``, ``box/mIoU``, ``box/success`` and ``kp/AP`` may not drop by more than ``max_drop``
-    (one point), and ``fid`` may not rise by more than ``fid_max_rise``, at ``confidence``. The
-    pytest plugin uses it when ``--gligen-baseline`` is given without ``--gligen-gate``.
+    """A gate for the metrics among ``keys`` (those both runs have) whose scorer declares a default rule
+    (:attr:`~gligen_eval.scoring.protocol.KeySpec.gate`): ``box/AP``, ``box/mIoU``, ``box/success`` and
+    ``kp/AP`` may not drop by more than 0.01 (one point), ``fid`` may not rise by more than 0.5, at
+    ``confidence``; ``max_drop`` / ``max_rise`` replace the declared amounts. The pytest plugin uses it
+    when ``--gligen-baseline`` is given without ``--gligen-gate``.
     """
-    have = set(keys)
-    rules = {k: Rule(max_drop=max_drop, confidence=confidence)
-             for k in ("box/AP", "box/mIoU", "box/success", "kp/AP") if k in have}  # fmt: skip
-    if "fid" in have:
-        rules["fid"] = Rule(max_rise=fid_max_rise, confidence=confidence)
+    from gligen_eval.scoring.protocol import key_spec
+
+    rules = {}
+    for k in keys:
+        spec = key_spec(k)
+        if spec is None or spec.gate is None:
+            continue
+        kind, amount = spec.gate
+        given = max_drop if kind == "max_drop" else max_rise
+        rules[k] = Rule(**{kind: amount if given is None else given}, confidence=confidence)
     return Gate(rules=rules, confidence=confidence, source="built-in default gate")
 
 

@@ -8,13 +8,10 @@ every other key is compared as point values.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from gligen_eval.errors import GligenEvalError
 from gligen_eval.reporting.rundata import RunData
-
-INSTANCE_KEYS = {"box/mIoU": "best_iou", "box/success": "hit"}
-"""Keys pooled over the instances of the drawn layouts (instances.jsonl), and the field each pools."""
 
 
 class UnusableInput(GligenEvalError):
@@ -22,27 +19,37 @@ class UnusableInput(GligenEvalError):
 
 
 def recompute_kind(key: str) -> str | None:
-    """How ``key`` is recomputed on a draw of layouts:
+    """How ``key`` is recomputed on a draw of layouts, as the scorer that writes it declares
+    (:attr:`~gligen_eval.scoring.protocol.KeySpec.paired`):
 
-    * ``"instances"``: pooled mean over the instances of the drawn layouts (:data:`INSTANCE_KEYS`);
-    * ``"cond"``: pooled mean over the images of the drawn layouts (their ``cond.jsonl`` rows);
-      the real-image ceiling ``cond/real/*`` is not;
+    * ``"pooled"``: pooled mean over the drawn layouts' values that the scorer reads back from the
+      run's rows (:meth:`~gligen_eval.scoring.protocol.Scorer.sample_values`: instances, ``cond.jsonl``,
+      ``comp.jsonl``);
     * ``"box"`` / ``"kp"``: COCO (LVIS-style for LVIS layouts) evaluation of the drawn images from the
       stored detections (:class:`CocoStat`);
-    * ``None``: not a sum over layouts (``fid``, ``kid``, ``clip/*``, ratios, ...): point values only.
+    * ``None``: not a sum over layouts (``fid``, ``kid``, ``clip/*``, ratios, real-image ceilings):
+      point values only.
     """
-    from gligen_eval.scoring import coco
+    from gligen_eval.scoring.protocol import key_spec
 
-    if key in INSTANCE_KEYS:
-        return "instances"
-    if key.startswith("cond/") and not key.startswith("cond/real/"):
-        return "cond"
-    family, _, name = key.partition("/")
-    if family == "box" and name in {*coco.metric_keys("bbox"), *coco.metric_keys("bbox", lvis_style=True)}:
-        return "box"
-    if family == "kp" and name in coco.metric_keys("keypoints"):
-        return "kp"
-    return None
+    spec = key_spec(key)
+    return {"coco:bbox": "box", "coco:keypoints": "kp", "pooled": "pooled"}.get(spec.paired) if spec else None
+
+
+def pooled_values(run: RunData, key: str, pairs: Iterable[tuple[str, str]],
+                  layout_ids: Iterable[str]) -> dict[str, list[float]] | None:  # fmt: skip
+    """{layout id: the values behind ``key`` of its paired samples} (``pairs``: ``(layout_id, sample_key)``),
+    from the rows of the scorer that declares ``key``; ``None`` when the run has none."""
+    from gligen_eval.scoring.protocol import key_owner
+
+    owner = key_owner(key)
+    values = owner.sample_values(run, key) if owner is not None else None
+    if values is None:
+        return None
+    out: dict[str, list[float]] = {lid: [] for lid in layout_ids}
+    for lid, sk in pairs:
+        out.setdefault(lid, []).extend(values.get(sk, ()))
+    return out
 
 
 def sample_pairs(base: RunData, cand: RunData, allow_mismatch: bool) -> tuple[dict, list[str]]:
@@ -94,16 +101,6 @@ def sample_pairs(base: RunData, cand: RunData, allow_mismatch: bool) -> tuple[di
 
 # --------------------------------------------------------------------------------------------
 # statistics per layout
-
-
-def instance_values(run: RunData, keys: set[str], field_name: str) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {}
-    by_sample = defaultdict(list)
-    for inst in run.instances:
-        by_sample[inst.sample_key].append(float(getattr(inst, field_name)))
-    for lid, sample_key in keys:
-        out.setdefault(lid, []).extend(by_sample.get(sample_key, []))
-    return out
 
 
 def coco_items(run: RunData, samples: list, family: str) -> dict[str, list[tuple]]:

@@ -103,6 +103,8 @@ class Scorer:
     name: ClassVar[str] = ""
     order: ClassVar[int] = 100
     keys: ClassVar[tuple[KeySpec, ...]] = ()
+    rows: ClassVar[str] = ""
+    """The run file :meth:`sample_values` reads (for ``compare``'s method text)."""
 
     def __init__(self, cfg: RunConfig, options: dict[str, Any] | None = None) -> None:
         self.cfg = cfg

@@ -22,6 +22,7 @@ def _coco_spec(name: str) -> KeySpec:
 class BoxScorer(Scorer):
     name = "detector"
     order = 10
+    rows = "instances.jsonl"
     keys = (
         *(_coco_spec(k) for k in COCO_BOX_KEYS),
         KeySpec("box/AR{}", section=COCO_BOX, coco=True, paired="coco:bbox"),  # other maxDets

@@ -21,6 +21,7 @@ def _specs() -> tuple[KeySpec, ...]:
 class CompositionScorer(Scorer):
     name = "comp"
     order = 70
+    rows = "comp.jsonl"
     keys = _specs()
 
     @classmethod

@@ -25,6 +25,7 @@ def _specs() -> tuple[KeySpec, ...]:
 class ConditionConsistency(Scorer):
     name = "condition"
     order = 60
+    rows = "cond.jsonl"
     keys = _specs()
 
     @classmethod
