@@ -451,6 +451,11 @@ def test_smoke_coco_mig_run_has_every_key_in_metrics_report_and_compare(tmp_path
     assert all(k in board for k in ("comp/count_acc", "comp/relation_acc", "comp/color_acc_clip", "mig/L6/mIoU"))
     res = compare_runs(out, out)
     assert {"comp/count_f1", "comp/color_acc_hsv", "mig/ISR", "mig/L2/ISR"} <= {r.key for r in res.rows}
+    for key in ("comp/count_acc", "comp/relation_acc", "comp/color_acc_hsv", "mig/ISR", "mig/mIoU"):
+        row = res.row(key)  # paired over layouts from comp.jsonl; the run against itself: exactly 0
+        assert "comp.jsonl" in row.method and row.baseline == pytest.approx(metrics[key]), key
+        assert row.diff == row.lo == row.hi == 0.0, key
+    assert res.row("mig/L2/ISR").method.startswith("point values")  # a per-level share: not pooled over layouts
 
 
 def test_published_spatial_sets_state_their_relations(reference_dir):
