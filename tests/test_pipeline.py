@@ -195,7 +195,7 @@ def test_base_run_has_box_kp_extra_and_interval_keys(base):
         assert manifest["models"][role]["fingerprint"], role
     assert manifest["models"]["detector@owl"]["name"] == "owlv2:tiny"
     breakdowns = json.loads((base / "breakdowns.json").read_text())
-    per_kp = breakdowns["kp/per_keypoint"]
+    per_kp = breakdowns["kp/AP_per_keypoint"]
     assert per_kp and set(per_kp) <= set(COCO_KEYPOINT_NAMES)
     assert all(0.0 <= v["similarity"] <= 1.0 and 0.0 <= v["pck"] <= 1.0 and v["n"] > 0 for v in per_kp.values())
     # the owl detector was asked for phrases: its detections carry them (person, dog, ...) as labels
@@ -284,7 +284,7 @@ def test_intervals_pose_real_ceiling_clip_and_fid(base, generated, real_dir, tmp
     for k in KP_KEYS[:3]:
         assert m[f"kp/{k}"] == 1.0
     assert m["kp/AP/lo"] == m["kp/AP/hi"] == 1.0
-    per_kp = json.loads((tmp_path / "run" / "breakdowns.json").read_text())["kp/per_keypoint"]
+    per_kp = json.loads((tmp_path / "run" / "breakdowns.json").read_text())["kp/AP_per_keypoint"]
     assert per_kp["nose"]["n"] > 0 and all(v["similarity"] == pytest.approx(1.0) for v in per_kp.values())
     # real-image ceiling: perfect on the real images
     assert m["box/real/AP"] == 1.0 and m["box/AP_ratio"] == pytest.approx(m["box/AP"])

@@ -982,7 +982,7 @@ def _score_pose(p: DetectorPass, layouts: Sequence[Layout], dets: Callable, brea
                 backend: str, n_boot: int, alpha: float, seed: int) -> dict[str, Any]:  # fmt: skip
     result, gt, results = evaluate_keypoints(layouts, p.samples, dets(p, p.samples), backend=backend)
     out: dict[str, Any] = {f"kp/{k}": v for k, v in result.metrics.items()}
-    breakdowns["kp/per_keypoint"] = keypoint_breakdown(gt, results)
+    breakdowns["kp/AP_per_keypoint"] = keypoint_breakdown(gt, results)
     if n_boot:
         out.update(_ci("kp/AP", ap_interval(gt, results, p.samples, iou_type="keypoints", n_boot=n_boot, alpha=alpha,
                                             seed=seed)))  # fmt: skip
