@@ -12,13 +12,14 @@ import pytest
 
 import report_runs as rr
 from gligen_eval.errors import InputError
+from gligen_eval.records import COCO_KEYPOINT_NAMES
 
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("runs")
-    good = rr.make_run(root, "good", extra_metrics={"fid": 31.5, "clip/global": 0.27})
-    drifted = rr.make_run(root, "drifted", drift=0.05, extra_metrics={"fid": 24.25, "clip/global": 0.29})
+    good = rr.make_run(root, "good", point_metrics={"fid": 31.5, "clip/global": 0.27})
+    drifted = rr.make_run(root, "drifted", drift=0.05, point_metrics={"fid": 24.25, "clip/global": 0.29})
     return good, drifted
 
 
@@ -65,7 +66,8 @@ def test_csv_and_json_hold_the_exact_metrics(two_runs, report):
         manifest = json.loads((run / "manifest.json").read_text())
         assert by_run[name]["config_hash"] == manifest["config_hash"]
         assert df.loc[name, "git"] == "0123456789"
-        assert by_run[name]["generator_fp"] and by_run[name]["detector_fp"] == "toydet01"
+        assert by_run[name]["generator_fp"] and by_run[name]["detector_fp"] == rr.TOY_DETECTOR["fingerprint"]
+        assert manifest["models"]["detector"]["fingerprint"] == rr.TOY_DETECTOR["fingerprint"]
     assert data["higher_is_better"]["fid"] is False and data["higher_is_better"]["box/AP"] is True
     assert [r["run"] for r in data["runs"]] == ["good", "drifted"]  # best box/AP first
 
@@ -86,7 +88,7 @@ def test_markdown_and_html_show_values_with_ci(two_runs, report):
     assert "-1.000" not in md and "box/APl" not in md
     header = md.splitlines()[0]
     assert header.startswith("| run | model | modality | tau | N | box/AP |")
-    assert "Provenance:" in md and "toydet01" in md
+    assert "Provenance:" in md and rr.TOY_DETECTOR["fingerprint"] in md
     assert page.count("<script>") == 1 and "http://" not in page and "https://" not in page
 
 
@@ -134,21 +136,29 @@ def test_sweep_lvis_and_keypoint_plots(tmp_path):
         # the toy model drifts less the longer grounding is on; FID and CLIP are given as run inputs
         sweep.append(rr.make_run(tmp_path, f"tau{tau}", layouts=layouts, seeds=(0,), drift=0.08 * (1 - tau),
                                  sampler={"alpha": [tau, 0.0, 1 - tau]},
-                                 extra_metrics={"fid": 20.0 + 5 * tau, "clip/global": 0.30 - 0.02 * tau}))  # fmt: skip
-    other = rr.make_run(tmp_path, "beta", layouts=layouts, seeds=(0,), sampler={"schedule": "beta", "beta": 0.5},
-                        model="other-model",
-                        extra_metrics={"box/APr": 0.1, "box/APc": 0.2, "box/APf": 0.3},
-                        extra_breakdowns={"kp/AP_per_keypoint": {"nose": 0.5, "left_eye": 0.25}})  # fmt: skip
-    runs = load_runs(sweep + [other])
+                                 point_metrics={"fid": 20.0 + 5 * tau, "clip/global": 0.30 - 0.02 * tau}))  # fmt: skip
+    # LVIS-style AP from an LVIS layout file; a pose model placing the persons' keypoints a little off
+    lvis = rr.make_run(tmp_path, "beta", layouts=layouts, seeds=(0,), sampler={"schedule": "beta", "beta": 0.5},
+                       model="other-model", lvis=True)  # fmt: skip
+    pose = rr.make_run(tmp_path, "pose", layouts=rr.with_keypoints(layouts), seeds=(0,), model="pose-model",
+                       pose_shift=0.02)  # fmt: skip
+    m = _metrics(lvis)
+    assert all(0.0 <= m[k] <= 1.0 for k in ("box/APr", "box/APc", "box/APf"))
+    per_kp = json.loads((pose / "breakdowns.json").read_text())["kp/AP_per_keypoint"]
+    assert set(per_kp) == set(COCO_KEYPOINT_NAMES) and all(v["n"] == 2 for v in per_kp.values())
+    assert all(0.0 < v["similarity"] < 1.0 for v in per_kp.values())  # moved right: close, not exact
+    runs = load_runs(sweep + [lvis, pose])
     groups = sweep_groups(runs)
     assert [[r.label for r in g] for g in groups] == [["tau0.1", "tau0.3", "tau0.6"]]
     assert [r.tau for r in groups[0]] == [0.1, 0.3, 0.6]
     aps = [r.metric("box/AP") for r in groups[0]]
     assert aps[0] < aps[2]  # less drift with more grounding
 
-    files = build_report(sweep + [other], tmp_path / "report")
+    files = build_report(sweep + [lvis, pose], tmp_path / "report")
     for name in ("tradeoff", "fid_clip", "lvis_rcf", "kp_per_keypoint", "per_category_ap", "by_size", "by_num_objects"):
         assert f"plots/{name}.png" in files and f"plots/{name}.svg" in files, name
+    kp_svg = files["plots/kp_per_keypoint.svg"].read_text()
+    assert all(name in kp_svg for name in ("nose", "left_ankle"))
     svg = files["plots/tradeoff.svg"].read_text()
     assert "τ=0.3" in svg or "&#964;=0.3" in svg or "τ" in svg
     assert "Skipped plots" not in (tmp_path / "report" / "index.md").read_text()
