@@ -7,9 +7,10 @@ detections a toy detector finds in them (connected components per color) are lis
 detections file, and the run is scored by the real scoring stage
 (:func:`gligen_eval.scoring.pipeline.score_run`) with the file-backed detector (``kind: file``): so
 ``detections.jsonl``, ``instances.jsonl``, ``breakdowns.json`` and ``metrics.json`` are the
-scoring's own, with every scorer the run asks for (tiny CLIP, tiny FID/KID, a pose model reading
-known keypoints, LVIS-style AP for an LVIS source). A candidate whose images drift away from the
-layout boxes is a degraded model scored against the very same layouts and seeds.
+scoring's own, with the scorers the run asks for (a pose model reading known keypoints, LVIS-style
+AP for an LVIS layout file, a detector asked for the layout phrases). A candidate whose images
+drift away from the layout boxes is a degraded model scored against the very same layouts and seeds.
+The detections files of a folder of runs carry one detector fingerprint, as the same weights would.
 """
 
 from __future__ import annotations
