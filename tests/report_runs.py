@@ -282,3 +282,29 @@ def make_run(
         assert not unknown, f"only {POINT_METRICS} are added to a toy run's metrics, not {unknown}"
         store.atomic_write_json(rd.path(store.METRICS), {**store.read_json(rd.path(store.METRICS)), **point_metrics})
     return out
+
+
+# The runs many tests read (never write): a well-grounded model, one that drifts off its boxes (a
+# little better FID and CLIP score, so that the orders by box AP and by FID differ), one as well
+# grounded with a worse FID, and one with a single seed per layout.
+STANDARD_RUNS: dict[str, dict[str, Any]] = {
+    "good": {"point_metrics": {"fid": 20.0, "clip/global": 0.27}},
+    "drifted": {"drift": 0.05, "point_metrics": {"fid": 19.8, "clip/global": 0.29}},
+    "blurry": {"model": "other-weights", "point_metrics": {"fid": 21.0, "clip/global": 0.27}},
+    "one_seed": {"seeds": (0,), "point_metrics": {"fid": 20.0, "clip/global": 0.27}},
+}
+
+
+class StandardRuns:
+    """:data:`STANDARD_RUNS` in one folder, each made on first use; ``runs("good", "drifted")``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._made: dict[str, Path] = {}
+
+    def __call__(self, *names: str) -> Any:
+        for n in names:
+            if n not in self._made:
+                self._made[n] = make_run(self.root, n, **STANDARD_RUNS[n])
+        paths = tuple(self._made[n] for n in names)
+        return paths[0] if len(paths) == 1 else paths

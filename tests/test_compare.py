@@ -24,15 +24,14 @@ bootstrap: {n_boot: 300, n_boot_ap: 60, seed: 3}
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("cmp")
+def runs(toy_runs) -> dict[str, Path]:
     return {
-        "base": rr.make_run(root, "base", point_metrics={"fid": 20.0}),
+        "base": toy_runs("good"),
         # a model that ignores part of its grounding: the same layouts and seeds, boxes drawn off target
-        "drifted": rr.make_run(root, "drifted", drift=0.05, point_metrics={"fid": 20.2}),
+        "drifted": toy_runs("drifted"),
         # a model that matches the layouts as well but has a worse FID
-        "blurry": rr.make_run(root, "blurry", point_metrics={"fid": 21.0}, model="other-weights"),
-        "one_seed": rr.make_run(root, "one_seed", seeds=(0,), point_metrics={"fid": 20.0}),
+        "blurry": toy_runs("blurry"),
+        "one_seed": toy_runs("one_seed"),
     }
 
 
@@ -71,7 +70,7 @@ def test_a_degraded_candidate_fails_the_gate(runs, gate):
     for row in (ap, miou):
         assert row.lo <= row.diff <= row.hi < -0.01
         assert row.verdict == "regression"
-    assert res.row("fid").verdict == "pass"  # +0.2 <= 0.5
+    assert res.row("fid").verdict == "pass"  # FID dropped by 0.2
     assert {r.key for r in res.regressions} >= {"box/AP", "box/mIoU"}
     md = res.markdown
     assert "❌ REGRESSION" in md and "| box/AP |" in md and "dropped by more than 0.01" in md

@@ -16,11 +16,8 @@ from gligen_eval.records import COCO_KEYPOINT_NAMES
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("runs")
-    good = rr.make_run(root, "good", point_metrics={"fid": 31.5, "clip/global": 0.27})
-    drifted = rr.make_run(root, "drifted", drift=0.05, point_metrics={"fid": 24.25, "clip/global": 0.29})
-    return good, drifted
+def two_runs(toy_runs) -> tuple[Path, Path]:
+    return toy_runs("good", "drifted")
 
 
 @pytest.fixture(scope="module")
