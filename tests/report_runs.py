@@ -238,18 +238,17 @@ def make_run(
                                         width=img.width, height=img.height, layout_hash=lay.content_hash(),
                                         settings_hash=stable_hash(settings), extra=extra)  # fmt: skip
 
-    order = []
+    batch, order = [], []
+    for lay in layouts:
+        for seed in seeds:
+            image = Image.fromarray(paint(lay, seed, size=s.width, drift=drift))
+            key = stable_hash([settings, lay.content_hash(), seed], length=20)
+            table[pixel_key(image)] = detect(np.asarray(image))
+            pose_table[pixel_key(image)] = poses(lay, pose_shift or 0.0)
+            batch.append(PendingImage(rd.image_path(key), image, record(lay, seed, key)))
+            order.append(key)
     with BatchWriter(rd.path(store.SAMPLES), overlap=False) as writer:
-        for lay in layouts:
-            batch = []
-            for seed in seeds:
-                image = Image.fromarray(paint(lay, seed, size=s.width, drift=drift))
-                key = stable_hash([settings, lay.content_hash(), seed], length=20)
-                table[pixel_key(image)] = detect(np.asarray(image))
-                pose_table[pixel_key(image)] = poses(lay, pose_shift or 0.0)
-                batch.append(PendingImage(rd.image_path(key), image, record(lay, seed, key)))
-                order.append(key)
-            writer.submit(batch)
+        writer.submit(batch)  # one batch: the whole toy run
         written = writer.close()
     samples = [written[k] for k in order]
 
