@@ -16,6 +16,7 @@ The detections files of a folder of runs carry one detector fingerprint, as the 
 from __future__ import annotations
 
 import dataclasses
+import gc
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -273,7 +274,11 @@ def make_run(
     }  # fmt: skip
     store.atomic_write_json(rd.path(store.MANIFEST), manifest)
     store.write_jsonl(rd.path(store.LAYOUTS), (lay.to_dict() for lay in layouts))
-    _, scorers = score_run(rd, cfg, layouts, samples, device="cpu", progress=False)
+    gc.freeze()  # scoring collects garbage after each detector; the test session's objects need no scan
+    try:
+        _, scorers = score_run(rd, cfg, layouts, samples, device="cpu", progress=False)
+    finally:
+        gc.unfreeze()
     manifest["models"].update(scorers)
     store.atomic_write_json(rd.path(store.MANIFEST), manifest)
     if point_metrics:
