@@ -40,7 +40,7 @@ def test_keypoints(gligen_run):
     m = gligen_run.metrics
     _in_unit_interval(m, ("kp/AP", "kp/AP50", "kp/AR"))
     breakdowns = json.loads((gligen_run.run_dir / "breakdowns.json").read_text())
-    assert len(breakdowns["kp/per_keypoint"]) == 17
+    assert len(breakdowns["kp/AP_per_keypoint"]) == 17
 
 
 @pytest.mark.gligen(config=suite_config("smoke-lvis.yaml", "lvis-text-box.yaml"), name="lvis",

@@ -38,6 +38,15 @@ def official_dir(shared_dir: Path) -> Path:
     return shared_dir / "data" / "gligen_official"
 
 
+@pytest.fixture(scope="session")
+def toy_runs(tmp_path_factory):
+    """The standard toy run directories of ``report_runs`` (scored by the real scoring stage), each made
+    once per session on first use: ``toy_runs("good", "drifted")``. Tests only read them."""
+    import report_runs
+
+    return report_runs.StandardRuns(tmp_path_factory.mktemp("toy-runs"))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _torch_threads():
     try:

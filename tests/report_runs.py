@@ -1,17 +1,22 @@
-"""Small, honest run directories for the reporting, compare and plugin tests.
+"""Small, honest run directories for the reporting, compare, gallery and plugin tests.
 
 A toy "generator" paints each grounded object as a filled rectangle in its category's color,
-displaced by ``drift`` (as a fraction of the image) and a little seed-dependent jitter; a toy
-"detector" finds the colored rectangles again (connected components per color). The run is then
-scored by the real scoring code (:func:`gligen_eval.scoring.boxes.evaluate_boxes`: COCO AP through
-faster-coco-eval plus per-instance IoU records) and written as a run directory exactly as a real
-run writes one. A candidate whose images drift away from the layout boxes is a degraded model
-scored against the very same layouts and seeds.
+displaced by ``drift`` (as a fraction of the image) and a little seed-dependent jitter. Its images
+and sample rows are written by the run writer (:class:`gligen_eval.writer.BatchWriter`); the
+detections a toy detector finds in them (connected components per color) are listed in a
+detections file, and the run is scored by the real scoring stage
+(:func:`gligen_eval.scoring.pipeline.score_run`) with the file-backed detector (``kind: file``): so
+``detections.jsonl``, ``instances.jsonl``, ``breakdowns.json`` and ``metrics.json`` are the
+scoring's own, with the scorers the run asks for (a pose model reading known keypoints, LVIS-style
+AP for an LVIS layout file, a detector asked for the layout phrases). A candidate whose images
+drift away from the layout boxes is a degraded model scored against the very same layouts and seeds.
+The detections files of a folder of runs carry one detector fingerprint, as the same weights would.
 """
 
 from __future__ import annotations
 
-import io
+import dataclasses
+import gc
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -19,6 +24,7 @@ import numpy as np
 
 from gligen_eval import store
 from gligen_eval.records import Detection, GroundedObject, Layout, SampleRecord, stable_hash
+from gligen_eval.scoring.filedet import FileDetector, pixel_key, read_detections, write_detections
 
 COLORS = {"cat": (230, 60, 40), "dog": (40, 200, 60), "person": (50, 80, 230), "car": (230, 210, 30)}
 SIZE = 96  # generated image side in pixels: the toy boxes are then COCO small and medium
@@ -82,6 +88,87 @@ def detect(img: np.ndarray) -> list[Detection]:
     return out
 
 
+
+# The LVIS frequency group of each toy category, for runs whose layouts come from an LVIS file.
+LVIS_FREQUENCY = {"cat": "r", "dog": "c", "person": "f", "car": "f"}
+PROVENANCE_GIT = {"hash": "0123456789abcdef", "dirty": False}
+POINT_METRICS = ("fid", "clip/global")
+TOY_DETECTOR = {"name": "toy-color-detector", "fingerprint": "toydet01"}
+TOY_POSE = {"name": "toy-pose", "fingerprint": "toypose1"}
+
+
+class PhraseFileDetector(FileDetector):
+    """The file-backed detector asked for each image's layout phrases, like an open-vocabulary model:
+    it labels each listed detection with the phrase that names its class."""
+
+    takes_phrases = True
+
+    def detect(self, images: list, phrases_per_image: list[list[str]]) -> list[list[Detection]]:
+        out = []
+        for dets, phrases in zip(super().detect(images), phrases_per_image):
+            named = [dataclasses.replace(d, label=next((p for p in phrases if d.label in p.split()), d.label)) for d in dets]
+            out.append(named)
+        return out
+
+
+PHRASE_DETECTOR = f"{__name__}:PhraseFileDetector"
+
+
+def poses(layout: Layout, shift: float) -> list[Detection]:
+    """Known pose detections: every person with keypoints, its points moved right by ``shift``."""
+    out = []
+    for o in layout.objects:
+        if o.keypoints is not None:
+            kps = tuple((min(1.0, x + shift), y, v) for x, y, v in o.keypoints)
+            out.append(Detection(box=o.box, label="person", score=0.9, keypoints=kps))
+    return out
+
+
+def with_keypoints(layouts: Sequence[Layout]) -> list[Layout]:
+    """The first object of every other layout gets 17 labelled keypoints across its box."""
+    out = []
+    for i, lay in enumerate(layouts):
+        if i % 2 == 0:
+            o = lay.objects[0]
+            x0, y0, x1, y1 = o.box
+            kps = tuple((x0 + (x1 - x0) * (k + 1) / 18, y0 + (y1 - y0) * (0.3 + 0.02 * k), 2) for k in range(17))
+            lay = dataclasses.replace(lay, objects=(dataclasses.replace(o, keypoints=kps), *lay.objects[1:]))
+        out.append(lay)
+    return out
+
+
+def _layout_source(root: Path, layouts: Sequence[Layout], *, lvis: bool) -> str:
+    """A layout file holding ``layouts`` (named by their content, so runs of the same layouts share it):
+    our ``.jsonl`` format, or an LVIS annotation file (pixel boxes on 96 x 96 images)."""
+    digest = stable_hash([lay.content_hash() for lay in layouts], length=10)
+    if not lvis:
+        path = root / f"toy_layouts-{digest}.jsonl"
+        store.write_jsonl(path, (lay.to_dict() for lay in layouts))
+        return str(path)
+    cats = {c: i + 1 for i, c in enumerate(COLORS)}
+    images, anns = [], []
+    for i, lay in enumerate(layouts):
+        present = {o.category for o in lay.objects}
+        absent = [cats[c] for c in COLORS if c not in present]
+        images.append({"id": i + 1, "width": SIZE, "height": SIZE, "file_name": f"{i + 1:012d}.jpg",
+                       "neg_category_ids": absent[:1], "not_exhaustive_category_ids": []})  # fmt: skip
+        for o in lay.objects:
+            x0, y0, x1, y1 = (v * SIZE for v in o.box)
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": cats[o.category],
+                         "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0)})  # fmt: skip
+    categories = [{"id": i, "name": c, "synonyms": [c], "frequency": LVIS_FREQUENCY[c]} for c, i in cats.items()]
+    path = root / f"toy_lvis-{digest}.json"
+    store.atomic_write_json(path, {"images": images, "annotations": anns, "categories": categories})
+    return str(path)
+
+
+def _known(path: Path, table: Mapping[str, Sequence[Detection]], made_by: Mapping[str, str]) -> Path:
+    """Add ``table`` to the detections file at ``path``: one file serves every run of a folder, as one
+    detector's weights would (its fingerprint is the model's, whatever images the file lists)."""
+    old = read_detections(path)[0] if path.is_file() else {}
+    return write_detections(path, {**old, **table}, detector=made_by)
+
+
 def make_run(
     root: Path,
     name: str,
@@ -91,91 +178,140 @@ def make_run(
     drift: float = 0.0,
     model: str = "toy-painter",
     sampler: Mapping[str, Any] | None = None,
-    extra_metrics: Mapping[str, float] | None = None,
-    extra_breakdowns: Mapping[str, Any] | None = None,
     with_ci: bool = True,
+    pose_shift: float | None = None,
+    lvis: bool = False,
+    phrases: bool = False,
+    point_metrics: Mapping[str, float] | None = None,
     config: Any = None,
     scoring: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Generate, detect, score and write one run directory; returns its path.
+    """Paint, write, detect and score one run directory; returns its path.
 
+    ``pose_shift``: a pose model whose detections are
+    the layouts' keypoints moved right by this much. ``lvis``: the layouts are read back from an LVIS
+    file written from them (layout ids ``lvis-<n>``), so AP is LVIS-style. ``phrases``: the detector is
+    asked for the layout phrases and answers with them (:class:`PhraseFileDetector`).
+    ``point_metrics``: values of the image-statistics scorers (``fid``, ``clip/global``) this toy run
+    does not compute (their tiny random stand-ins give values too close together to order runs by);
+    they are added to ``metrics.json`` as those scorers write them, point values without intervals.
     ``config`` (a RunConfig) replaces the config built from the arguments; the run then goes to
-    ``config.out`` and honours its ``layouts.limit``, ``sampler.seeds_per_layout`` and image size.
-    ``scoring`` adds scoring settings; with ``error_analysis: true`` the run gets the box error
-    analysis as a real run does (:func:`gligen_eval.scoring.errors.error_metrics`).
+    ``config.out`` and honours its ``layouts.limit``, ``sampler.seeds_per_layout`` and image size; its
+    detector is replaced by the file of known detections for scoring, and the manifest records
+    ``config`` as the caller gave it. ``scoring`` adds scoring settings (``error_analysis: true``: the
+    box error analysis, as a real run gets it).
     """
     from PIL import Image
 
     from gligen_eval.config import config_from_dict
-    from gligen_eval.scoring.boxes import evaluate_boxes
-    from gligen_eval.scoring import stats
+    from gligen_eval.runner import load_run_layouts
+    from gligen_eval.scoring.pipeline import score_run
+    from gligen_eval.writer import BatchWriter, PendingImage
 
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
     layouts = list(layouts) if layouts is not None else make_layouts()
     out = root / name
     if config is not None:
         out, name, model = Path(config.out), config.name, config.model.name
         layouts = layouts[: config.layouts.limit or None]
         seeds = tuple(range(config.sampler.seeds_per_layout))
-    cfg = config if config is not None else config_from_dict({
-        "name": name, "out": str(out), "model": {"name": model},
-        "layouts": {"source": "toy_layouts.jsonl"},
-        "sampler": {"steps": 10, "height": SIZE, "width": SIZE, **(sampler or {})},
-        "detector": {"weights": "toy-color-detector"}, "scoring": {"backend": "faster", **(scoring or {})},
+        source = str(config.layouts.source)
+    else:
+        source = _layout_source(root, layouts, lvis=lvis)
+    scoring = {"backend": "faster", "bootstrap": 200 if with_ci else 0, "bootstrap_ap": 0, "bootstrap_seed": 0,
+               **(scoring or {})}
+    run_cfg = config if config is not None else config_from_dict({
+        "name": name, "out": str(out), "model": {"name": model}, "layouts": {"source": source},
+        "sampler": {"steps": 10, "height": SIZE, "width": SIZE, **(sampler or {})}, "scoring": scoring,
     })  # fmt: skip
+    if lvis:
+        layouts = load_run_layouts(run_cfg)  # as a run reads them: ids, categories and category ids from the file
+    has_kps = any(o.keypoints is not None for lay in layouts for o in lay.objects)
     rd = store.RunDir(out)
-    rd.root.mkdir(parents=True, exist_ok=True)
-    settings = {"model": model, "drift": drift, **cfg.to_dict()["sampler"]}
-    samples, dets = [], {}
+    store.ensure_dir(rd.root)
+    settings = {"model": model, "drift": drift, **run_cfg.to_dict()["sampler"]}
+    s = run_cfg.sampler
+    extra = {"schedule": s.schedule, **({"alpha": list(s.alpha or [0.3, 0.0, 0.7])} if s.schedule == "alpha"
+                                        else {"beta": s.beta})}  # fmt: skip
+    table: dict[str, list[Detection]] = {}
+    pose_table: dict[str, list[Detection]] = {}
+
+    def record(lay: Layout, seed: int, key: str):
+        return lambda img: SampleRecord(sample_key=key, layout_id=lay.layout_id, seed=seed, image=rd.image_relpath(key),
+                                        width=img.width, height=img.height, layout_hash=lay.content_hash(),
+                                        settings_hash=stable_hash(settings), extra=extra)  # fmt: skip
+
+    batch, order = [], []
     for lay in layouts:
         for seed in seeds:
-            img = paint(lay, seed, size=cfg.sampler.width, drift=drift)
+            image = Image.fromarray(paint(lay, seed, size=s.width, drift=drift))
             key = stable_hash([settings, lay.content_hash(), seed], length=20)
-            buf = io.BytesIO()
-            Image.fromarray(img).save(buf, format="PNG")
-            store.atomic_write_bytes(rd.image_path(key), buf.getvalue())
-            s = cfg.sampler
-            extra = {"schedule": s.schedule, **({"alpha": list(s.alpha or [0.3, 0.0, 0.7])} if s.schedule == "alpha"
-                                                else {"beta": s.beta})}  # fmt: skip
-            samples.append(SampleRecord(sample_key=key, layout_id=lay.layout_id, seed=seed, image=rd.image_relpath(key),
-                                        width=cfg.sampler.width, height=cfg.sampler.height, layout_hash=lay.content_hash(),
-                                        settings_hash=stable_hash(settings), extra=extra))  # fmt: skip
-            dets[key] = detect(img)
-    ev = evaluate_boxes(layouts, samples, dets, backend=cfg.scoring.backend, success_iou=cfg.scoring.success_iou,
-                        min_score=cfg.scoring.instance_min_score)  # fmt: skip
-    metrics, breakdowns, instances = ev.metrics("box"), {"box/AP_per_category": ev.result.per_category}, ev.records
-    metrics.update(n_samples=len(samples), n_layouts=len(layouts), n_instances=len(instances))
-    if cfg.scoring.error_analysis:
-        from gligen_eval.scoring.errors import error_metrics
+            table[pixel_key(image)] = detect(np.asarray(image))
+            pose_table[pixel_key(image)] = poses(lay, pose_shift or 0.0)
+            batch.append(PendingImage(rd.image_path(key), image, record(lay, seed, key)))
+            order.append(key)
+    with BatchWriter(rd.path(store.SAMPLES), overlap=False) as writer:
+        writer.submit(batch)  # one batch: the whole toy run
+        written = writer.close()
+    samples = [written[k] for k in order]
 
-        err_metrics, err_breakdowns = error_metrics(ev.gt, ev.results, "box",
-                                                    confusion_min_score=cfg.scoring.instance_min_score)  # fmt: skip
-        metrics.update(err_metrics)
-        breakdowns.update(err_breakdowns)
-    if with_ci:
-        for key, field in (("box/mIoU", "best_iou"), ("box/success", "hit")):
-            per_layout: dict[str, list[float]] = {lay.layout_id: [] for lay in layouts}
-            for inst in instances:
-                per_layout[inst.layout_id].append(float(getattr(inst, field)))
-            lo, hi = stats.bootstrap_ci(per_layout, "pooled_mean", n_boot=200, seed=0)
-            metrics.update(stats.ci_keys(key, lo, hi))
-    metrics.update(extra_metrics or {})
-    breakdowns.update(extra_breakdowns or {})
+    # the known detections: one file per folder of runs (and per pose shift: another pose model's output)
+    known = _known(out.parent / "toy_detector.json", table, TOY_DETECTOR)
+    scorers_cfg: dict[str, Any] = {"detector": {"kind": PHRASE_DETECTOR if phrases else "file", "weights": str(known)}}
+    if pose_shift is not None:
+        known_poses = _known(out.parent / f"toy_pose-{pose_shift:g}.json", pose_table, TOY_POSE)
+        scorers_cfg["pose"] = {"kind": "file", "weights": str(known_poses)}
+    data = run_cfg.to_dict()
+    asked = config if config is not None else config_from_dict({**data, **scorers_cfg})
+    cfg = config_from_dict({**data, **scorers_cfg, "scoring": {**data["scoring"], **scoring}})
+
     manifest = {
         "schema_version": store.SCHEMA_VERSION, "name": name, "created": "2026-01-01T00:00:00+00:00",
-        "config": cfg.to_dict(), "config_hash": stable_hash(cfg.to_dict()),
-        "versions": {"gligen-eval": "test"}, "git": {"hash": "0123456789abcdef", "dirty": False},
-        "models": {"generator": {"name": model, "fingerprints": {"painter": stable_hash([model, drift])}},
-                   "detector": {"name": "toy-color-detector", "fingerprint": "toydet01"}},
-        "layouts": {"source": "toy_layouts.jsonl", "count": len(layouts),
-                    "hash": stable_hash([lay.content_hash() for lay in layouts])},
+        "config": asked.to_dict(), "config_hash": stable_hash(asked.to_dict()),
+        "resolved": {"modality": "keypoint" if has_kps else "text-box"},
+        "versions": {"gligen-eval": "test"}, "git": dict(PROVENANCE_GIT),
+        "models": {"generator": {"name": model, "fingerprint": stable_hash([model, drift], length=16)}},
+        "layouts": {"source": source, "count": len(layouts), "hash": stable_hash([lay.content_hash() for lay in layouts])},
         "seed_policy": "fixed seeds " + ", ".join(map(str, seeds)), "random_weights": False,
     }  # fmt: skip
     store.atomic_write_json(rd.path(store.MANIFEST), manifest)
     store.write_jsonl(rd.path(store.LAYOUTS), (lay.to_dict() for lay in layouts))
-    store.write_jsonl(rd.path(store.SAMPLES), (s.to_dict() for s in samples))
-    store.write_jsonl(rd.path(store.DETECTIONS), ({"sample_key": k, "detector": "toydet01",
-                                                   "detections": [d.to_dict() for d in v]} for k, v in dets.items()))  # fmt: skip
-    store.write_jsonl(rd.path(store.INSTANCES), (r.to_dict() for r in instances))
-    store.atomic_write_json(rd.path(store.BREAKDOWNS), breakdowns)
-    store.atomic_write_json(rd.path(store.METRICS), metrics)
+    gc.freeze()  # scoring collects garbage after each detector; the test session's objects need no scan
+    try:
+        _, scorers = score_run(rd, cfg, layouts, samples, device="cpu", progress=False)
+    finally:
+        gc.unfreeze()
+    manifest["models"].update(scorers)
+    store.atomic_write_json(rd.path(store.MANIFEST), manifest)
+    if point_metrics:
+        unknown = sorted(set(point_metrics) - set(POINT_METRICS))
+        assert not unknown, f"only {POINT_METRICS} are added to a toy run's metrics, not {unknown}"
+        store.atomic_write_json(rd.path(store.METRICS), {**store.read_json(rd.path(store.METRICS)), **point_metrics})
     return out
+
+
+# The runs many tests read (never write): a well-grounded model, one that drifts off its boxes (a
+# little better FID and CLIP score, so that the orders by box AP and by FID differ), one as well
+# grounded with a worse FID, and one with a single seed per layout.
+STANDARD_RUNS: dict[str, dict[str, Any]] = {
+    "good": {"point_metrics": {"fid": 20.0, "clip/global": 0.27}},
+    "drifted": {"drift": 0.05, "point_metrics": {"fid": 19.8, "clip/global": 0.29}},
+    "blurry": {"model": "other-weights", "point_metrics": {"fid": 21.0, "clip/global": 0.27}},
+    "one_seed": {"seeds": (0,), "point_metrics": {"fid": 20.0, "clip/global": 0.27}},
+}
+
+
+class StandardRuns:
+    """:data:`STANDARD_RUNS` in one folder, each made on first use; ``runs("good", "drifted")``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._made: dict[str, Path] = {}
+
+    def __call__(self, *names: str) -> Any:
+        for n in names:
+            if n not in self._made:
+                self._made[n] = make_run(self.root, n, **STANDARD_RUNS[n])
+        paths = tuple(self._made[n] for n in names)
+        return paths[0] if len(paths) == 1 else paths

@@ -162,13 +162,11 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> tuple[Path, Path, Path]:
+def report(tmp_path_factory, toy_runs) -> tuple[Path, Path, Path]:
     from gligen_eval.reporting import build_report
 
-    root = tmp_path_factory.mktemp("browser")
-    good = rr.make_run(root, "good")
-    drifted = rr.make_run(root, "drifted", drift=0.05)
-    out = root / "report"
+    good, drifted = toy_runs("good", "drifted")
+    out = tmp_path_factory.mktemp("browser") / "report"
     build_report([good, drifted], out)
     return out, good, drifted
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-import report_runs as rr
 from gligen_eval import store
 from gligen_eval.cli import main
 
@@ -47,9 +46,8 @@ def _json_error(out: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("faultruns")
-    return {"base": rr.make_run(root, "base"), "cand": rr.make_run(root, "cand", drift=0.05)}
+def runs(toy_runs) -> dict[str, Path]:
+    return {"base": toy_runs("good"), "cand": toy_runs("drifted")}
 
 
 @pytest.fixture

@@ -12,14 +12,12 @@ import pytest
 
 import report_runs as rr
 from gligen_eval.errors import InputError
+from gligen_eval.records import COCO_KEYPOINT_NAMES
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("runs")
-    good = rr.make_run(root, "good", extra_metrics={"fid": 31.5, "clip/global": 0.27})
-    drifted = rr.make_run(root, "drifted", drift=0.05, extra_metrics={"fid": 24.25, "clip/global": 0.29})
-    return good, drifted
+def two_runs(toy_runs) -> tuple[Path, Path]:
+    return toy_runs("good", "drifted")
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +63,8 @@ def test_csv_and_json_hold_the_exact_metrics(two_runs, report):
         manifest = json.loads((run / "manifest.json").read_text())
         assert by_run[name]["config_hash"] == manifest["config_hash"]
         assert df.loc[name, "git"] == "0123456789"
-        assert by_run[name]["generator_fp"] and by_run[name]["detector_fp"] == "toydet01"
+        assert by_run[name]["generator_fp"] and by_run[name]["detector_fp"] == rr.TOY_DETECTOR["fingerprint"]
+        assert manifest["models"]["detector"]["fingerprint"] == rr.TOY_DETECTOR["fingerprint"]
     assert data["higher_is_better"]["fid"] is False and data["higher_is_better"]["box/AP"] is True
     assert [r["run"] for r in data["runs"]] == ["good", "drifted"]  # best box/AP first
 
@@ -86,7 +85,7 @@ def test_markdown_and_html_show_values_with_ci(two_runs, report):
     assert "-1.000" not in md and "box/APl" not in md
     header = md.splitlines()[0]
     assert header.startswith("| run | model | modality | tau | N | box/AP |")
-    assert "Provenance:" in md and "toydet01" in md
+    assert "Provenance:" in md and rr.TOY_DETECTOR["fingerprint"] in md
     assert page.count("<script>") == 1 and "http://" not in page and "https://" not in page
 
 
@@ -134,25 +133,54 @@ def test_sweep_lvis_and_keypoint_plots(tmp_path):
         # the toy model drifts less the longer grounding is on; FID and CLIP are given as run inputs
         sweep.append(rr.make_run(tmp_path, f"tau{tau}", layouts=layouts, seeds=(0,), drift=0.08 * (1 - tau),
                                  sampler={"alpha": [tau, 0.0, 1 - tau]},
-                                 extra_metrics={"fid": 20.0 + 5 * tau, "clip/global": 0.30 - 0.02 * tau}))  # fmt: skip
-    other = rr.make_run(tmp_path, "beta", layouts=layouts, seeds=(0,), sampler={"schedule": "beta", "beta": 0.5},
-                        model="other-model", scoring={"error_analysis": True},
-                        extra_metrics={"box/APr": 0.1, "box/APc": 0.2, "box/APf": 0.3},
-                        extra_breakdowns={"kp/AP_per_keypoint": {"nose": 0.5, "left_eye": 0.25}})  # fmt: skip
-    runs = load_runs(sweep + [other])
+                                 point_metrics={"fid": 20.0 + 5 * tau, "clip/global": 0.30 - 0.02 * tau},
+                                 scoring={"error_analysis": True}))  # fmt: skip
+    # LVIS-style AP: the layouts read back from an LVIS file of them
+    lvis = rr.make_run(tmp_path, "beta", layouts=layouts, seeds=(0,), sampler={"schedule": "beta", "beta": 0.5},
+                       model="other-model", lvis=True)  # fmt: skip
+    m = _metrics(lvis)
+    assert all(0.0 <= m[k] <= 1.0 for k in ("box/APr", "box/APc", "box/APf"))
+    runs = load_runs(sweep + [lvis])
     groups = sweep_groups(runs)
     assert [[r.label for r in g] for g in groups] == [["tau0.1", "tau0.3", "tau0.6"]]
     assert [r.tau for r in groups[0]] == [0.1, 0.3, 0.6]
     aps = [r.metric("box/AP") for r in groups[0]]
     assert aps[0] < aps[2]  # less drift with more grounding
 
-    files = build_report(sweep + [other], tmp_path / "report")
-    for name in ("tradeoff", "fid_clip", "lvis_rcf", "kp_per_keypoint", "per_category_ap", "by_size", "by_num_objects",
+    files = build_report(sweep + [lvis], tmp_path / "report")
+    for name in ("tradeoff", "fid_clip", "lvis_rcf", "per_category_ap", "by_size", "by_num_objects",
                  "tide_errors", "ap_over_iou", "confusion"):
         assert f"plots/{name}.png" in files and f"plots/{name}.svg" in files, name
     svg = files["plots/tradeoff.svg"].read_text()
     assert "τ=0.3" in svg or "&#964;=0.3" in svg or "τ" in svg
-    assert "Skipped plots" not in (tmp_path / "report" / "index.md").read_text()
+    skipped = [ln for ln in (tmp_path / "report" / "index.md").read_text().splitlines() if ln.startswith("- ") and "no run" in ln]
+    assert skipped == ["- kp_per_keypoint: no run has kp/AP_per_keypoint in breakdowns.json"]  # no pose model here
+
+
+def test_keypoint_plot_draws_the_breakdown_scoring_wrote(tmp_path):
+    """A pose model placing every keypoint 2% of the image right of where the layout puts it: each keypoint
+    type's similarity is exp(-d² / (2 area (2σ)²)) averaged over the persons (d = 1.92 px, area = the box
+    in pixels), and the plot draws exactly those bars."""
+    from gligen_eval.reporting.plots import plot_kp_per_keypoint
+    from gligen_eval.reporting.rundata import RunData
+    from gligen_eval.scoring.coco import COCO_KEYPOINT_SIGMAS
+
+    layouts = rr.with_keypoints(rr.make_layouts(4, hostile=False))
+    run = rr.make_run(tmp_path, "pose", layouts=layouts, seeds=(0,), pose_shift=0.02)
+    per_kp = json.loads((run / "breakdowns.json").read_text())["kp/AP_per_keypoint"]
+    persons = [o for lay in layouts for o in lay.objects if o.keypoints]
+    assert len(persons) == 2 and list(per_kp) == list(COCO_KEYPOINT_NAMES)
+    for k, (name, sigma) in enumerate(zip(COCO_KEYPOINT_NAMES, COCO_KEYPOINT_SIGMAS)):
+        sims = []
+        for o in persons:
+            area = (o.box[2] - o.box[0]) * (o.box[3] - o.box[1]) * rr.SIZE**2
+            d = (min(1.0, o.keypoints[k][0] + 0.02) - o.keypoints[k][0]) * rr.SIZE
+            sims.append(math.exp(-(d**2) / (2 * area * (2 * sigma) ** 2)))
+        assert per_kp[name]["similarity"] == pytest.approx(sum(sims) / 2, rel=1e-9), name
+        assert per_kp[name]["n"] == 2 and per_kp[name]["pck"] == sum(v >= 0.5 for v in sims) / 2, name
+    ax = plot_kp_per_keypoint([RunData(run)]).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(COCO_KEYPOINT_NAMES)
+    assert [bar.get_width() for bar in ax.patches] == pytest.approx([per_kp[n]["similarity"] for n in COCO_KEYPOINT_NAMES])
 
 
 def test_grouped_statistics_match_the_run(two_runs):

@@ -13,7 +13,8 @@ Plots:
   generated image), next to the run's APs/APm/APl;
 * ``by_num_objects`` -- success, mIoU and box AP by number of objects per layout;
 * ``lvis_rcf`` -- LVIS APr/APc/APf;
-* ``kp_per_keypoint`` -- keypoint AP per keypoint type (``breakdowns.json``);
+* ``kp_per_keypoint`` -- per keypoint type, the mean keypoint similarity of the best-matching
+  detection (``breakdowns.json`` ``kp/AP_per_keypoint``);
 * ``fid_clip`` -- FID against CLIP score across runs;
 * ``tide_errors``, ``ap_over_iou``, ``confusion`` -- the box error analysis
   (:mod:`gligen_eval.reporting.plots_errors`).
@@ -200,8 +201,10 @@ def plot_kp_per_keypoint(runs: Sequence[RunData]):
     from gligen_eval.records import COCO_KEYPOINT_NAMES
 
     data = {}
-    for r in runs:
-        vals = _breakdown_values(r, schema.AP_PER_KEYPOINT)
+    for r in runs:  # scoring writes {keypoint: {"similarity", "pck", "n"}} (keypoints.keypoint_breakdown)
+        raw = r.breakdowns.get(schema.AP_PER_KEYPOINT)
+        vals = {str(n): float(v["similarity"]) for n, v in raw.items()
+                if isinstance(v, dict) and _finite(v.get("similarity"))} if isinstance(raw, dict) else {}  # fmt: skip
         if vals:
             data[r.label] = vals
     if not data:
@@ -212,8 +215,8 @@ def plot_kp_per_keypoint(runs: Sequence[RunData]):
     ax = fig.subplots()
     _grouped_bars(ax, names, {label: [v.get(n) for n in names] for label, v in data.items()}, horizontal=True)
     _figure_legend(fig, ax, len(data))
-    ax.set_xlabel("keypoint AP")
-    ax.set_title("Keypoint AP per keypoint type")
+    ax.set_xlabel("keypoint similarity (the per-point OKS term, mean over persons)")
+    ax.set_title("Keypoint placement per keypoint type")
     ax.set_xlim(0, 1.05)
     return fig
 

@@ -61,6 +61,7 @@ _REGISTRY: dict[str, str] = {
     "yolo-pose": "gligen_eval.scoring.detectors:YoloPoseDetector",
     "owlv2": "gligen_eval.scoring.openvocab:OwlDetector",
     "grounding-dino": "gligen_eval.scoring.grounding_dino:GroundingDinoDetector",
+    "file": "gligen_eval.scoring.filedet:FileDetector",
 }
 
 
