@@ -23,7 +23,6 @@ Its log lines go to stderr, so that ``--json`` output on stdout stays clean.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib
 import inspect
 import logging
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 from gligen_eval.errors import ConfigError, InputError, MissingWeightsError
+from gligen_eval.hashing import file_sha256
 from gligen_eval.records import Detection, stable_hash
 from gligen_eval.scoring.coco import COCO80_NAMES
 
@@ -134,14 +134,6 @@ def resolve_device(device: str = "auto") -> str:
     import torch
 
     return "cuda:0" if torch.cuda.is_available() else "cpu"
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 @contextlib.contextmanager
@@ -321,7 +313,7 @@ class YoloDetector:
     def fingerprint(self) -> str:
         if self._fingerprint is None:
             if self._weights_path is not None:
-                weights = {"sha256": _file_digest(self._weights_path)}
+                weights = {"sha256": file_sha256(self._weights_path, length=16)}
             else:
                 from ultralytics.nn.tasks import yaml_model_load
 

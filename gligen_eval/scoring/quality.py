@@ -45,8 +45,9 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Sequence
 import numpy as np
 
 from gligen_eval.errors import ConfigError, InputError, MissingWeightsError
-from gligen_eval.records import stable_hash
+from gligen_eval.hashing import file_sha256, tensors_sha256
 from gligen_eval.imageio import pil_open
+from gligen_eval.records import stable_hash
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -168,26 +169,10 @@ class ResizePolicy:
 # feature extractors
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def module_digest(module: Any) -> str:
     """Hash of a module's class and state (parameters and buffers, names, shapes, dtypes, values)."""
-    import torch
-
-    h = hashlib.sha256()
-    h.update(f"{type(module).__module__}.{type(module).__qualname__}".encode())
-    for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
-        if t.numel():
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
+    return tensors_sha256(module.state_dict(), header="{name}|{shape_tuple}|{torch_dtype}",
+                          seed=f"{type(module).__module__}.{type(module).__qualname__}", length=16)  # fmt: skip
 
 
 @dataclass
@@ -277,7 +262,7 @@ def inception_extractor(
     if len(calls) != 1:
         raise InputError("torch-fidelity did not take the weights read safely; refusing to use them", path=str(path))
     fp = stable_hash({"net": "torch-fidelity inception-v3-compat", "feature": int(feature),
-                      "weights_sha256": _file_sha256(path), "antialias": bool(antialias)})  # fmt: skip
+                      "weights_sha256": file_sha256(path), "antialias": bool(antialias)})  # fmt: skip
     return FeatureExtractor(module, name=f"inception-v3-compat/{feature}", fingerprint=fp,
                             num_features=int(feature), device=device)  # fmt: skip
 
@@ -417,7 +402,7 @@ def image_list_digest(images: Sequence[str | os.PathLike[str]], mode: KeyMode = 
             st = path.stat()
             h.update(f"{path.resolve()}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
         else:
-            h.update(f"{_file_sha256(path)}\n".encode())
+            h.update(f"{file_sha256(path)}\n".encode())
     return h.hexdigest()[:32]
 
 
