@@ -102,7 +102,7 @@ def load_components(
     For real weights the modality is read from the UNet; ``modality``, when given, must agree
     (a :class:`~gligen_eval.errors.ConfigError` otherwise).
     """
-    from gligen_eval.generation.sampler import resolve_device
+    from gligen_eval.devices import resolve_device
 
     dev = resolve_device(device)
     dt = resolve_dtype(dtype)

@@ -32,6 +32,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
+from gligen_eval.devices import resolve_device
 from gligen_eval.errors import ConfigError, InputError, MissingWeightsError
 from gligen_eval.hashing import file_sha256
 from gligen_eval.records import Detection, stable_hash
@@ -126,14 +127,6 @@ def _import_yolo() -> Any:
         if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) in (sys.stdout, sys.__stdout__):
             h.setStream(sys.stderr)
     return YOLO
-
-
-def resolve_device(device: str = "auto") -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
 @contextlib.contextmanager

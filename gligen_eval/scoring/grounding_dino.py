@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
+from gligen_eval.devices import resolve_device
 from gligen_eval.errors import ConfigError
 from gligen_eval.records import Detection
 from gligen_eval.scoring.openvocab import PhraseDetector, _unique
@@ -110,14 +111,12 @@ class GroundingDinoDetector(PhraseDetector):
             raise ConfigError(f"Grounding DINO iou must be > 0 and max_det, batch_size >= 1 (got {iou}, {max_det}, {batch_size})")
         if prompts not in ("phrases", "categories"):
             raise ConfigError(f"Grounding DINO prompts must be 'phrases' or 'categories', got {prompts!r}")
-        from gligen_eval.scoring.openvocab import _resolve_device
-
         self.prompts = prompts
         self.weights = str(weights)
         self.conf, self.text_threshold, self.iou = float(conf), float(text_threshold), float(iou)
         self.max_det, self.batch_size = int(max_det), int(batch_size)
         self.phrases = _unique(phrases) if phrases is not None else None
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         if (model is None) != (processor is None):
             raise ConfigError("pass both model and processor, or neither")
         if model is None:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
+from gligen_eval.devices import resolve_device
 from gligen_eval.errors import ConfigError
 from gligen_eval.records import Detection, stable_hash
 
@@ -44,14 +45,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 LabelMode = Literal["argmax", "all"]
 SUPPORTED_MODEL_TYPES = ("owlv2", "owlvit")
-
-
-def _resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
 def cxcywh_to_image_xyxy(boxes: "torch.Tensor", width: int, height: int, padded_square: bool) -> "torch.Tensor":
@@ -179,7 +172,7 @@ class OwlDetector(PhraseDetector):
         self.conf, self.iou, self.max_det, self.batch_size = float(conf), float(iou), int(max_det), int(batch_size)
         self.label_mode = label_mode
         self.phrases = _unique(phrases) if phrases is not None else None
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         if (model is None) != (processor is None):
             raise ConfigError("pass both model and processor, or neither")
         if model is None:
