@@ -23,7 +23,6 @@ Its log lines go to stderr, so that ``--json`` output on stdout stays clean.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import inspect
 import logging
 import os
@@ -36,6 +35,7 @@ from gligen_eval.devices import resolve_device
 from gligen_eval.errors import ConfigError, InputError, MissingWeightsError
 from gligen_eval.hashing import file_sha256
 from gligen_eval.records import Detection, stable_hash
+from gligen_eval.registry import Registry
 from gligen_eval.scoring.coco import COCO80_NAMES
 
 
@@ -57,35 +57,26 @@ class Detector(Protocol):
 # --------------------------------------------------------------------------------------------
 # registry
 
-_REGISTRY: dict[str, str] = {
+DETECTORS = Registry("detector kind", {
     "yolo": "gligen_eval.scoring.detectors:YoloDetector",
     "yolo-pose": "gligen_eval.scoring.detectors:YoloPoseDetector",
     "owlv2": "gligen_eval.scoring.openvocab:OwlDetector",
     "grounding-dino": "gligen_eval.scoring.grounding_dino:GroundingDinoDetector",
-}
+})  # fmt: skip
 
 
 def register_detector(kind: str, target: str) -> None:
     """Make ``kind`` build ``target`` (``"package.module:Class"``); the module is imported on use."""
-    if ":" not in target:
-        raise ValueError(f"detector target must look like 'package.module:Class', got {target!r}")
-    _REGISTRY[kind] = target
+    DETECTORS.register(kind, target)
 
 
 def detector_kinds() -> list[str]:
-    return sorted(_REGISTRY)
+    return DETECTORS.names()
 
 
 def resolve_detector(kind: str) -> type:
     """The detector class for a registered kind or a ``"module:Class"`` path."""
-    target = _REGISTRY.get(kind, kind if ":" in kind else None)
-    if target is None:
-        raise ConfigError(f"unknown detector kind {kind!r} (known: {', '.join(detector_kinds())}, or 'package.module:Class')")
-    module, _, attr = target.partition(":")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise ConfigError(f"detector kind {kind!r}: cannot load {target} ({e})") from None
+    return DETECTORS.resolve(kind)
 
 
 def build_detector(cfg: Any, *, device: str = "auto", **overrides: Any) -> Detector:
