@@ -79,6 +79,23 @@ def resolve_detector(kind: str) -> type:
     return DETECTORS.resolve(kind)
 
 
+def _keywords(cls: type) -> tuple[set[str], bool]:
+    """The keyword arguments ``cls(...)`` takes, following ``**kwargs`` that a constructor hands on to
+    its base class's; and whether it takes any keyword at all (``**kwargs`` reaching ``object``)."""
+    names: set[str] = set()
+    passed_on = False
+    for klass in cls.__mro__[:-1]:  # object's own constructor takes nothing
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
+        passed_on = any(p.kind is p.VAR_KEYWORD for p in params)
+        if not passed_on:
+            return names, False
+    return names, passed_on
+
+
 def build_detector(cfg: Any, *, device: str = "auto", **overrides: Any) -> Detector:
     """Build the detector described by ``cfg`` (a :class:`~gligen_eval.config.DetectorConfig` or a mapping).
 
@@ -88,8 +105,7 @@ def build_detector(cfg: Any, *, device: str = "auto", **overrides: Any) -> Detec
     data: dict[str, Any] = asdict(cfg) if is_dataclass(cfg) else dict(cfg)
     kind = data.pop("kind", "yolo")
     cls = resolve_detector(kind)
-    params = inspect.signature(cls).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    params, takes_any = _keywords(cls)
     kwargs = {k: v for k, v in data.items() if takes_any or k in params}
     if takes_any or "device" in params:
         kwargs["device"] = device
@@ -339,24 +355,12 @@ class YoloPoseDetector(YoloDetector):
     def declared_classes(cls, config: Mapping[str, Any]) -> list[str] | None:
         return ["person"] if str(config.get("weights", "")).endswith((".yaml", ".yml")) else None
 
-    def __init__(
-        self,
-        weights: str = "yolov8n-pose.pt",
-        conf: float = 0.25,
-        iou: float = 0.7,
-        imgsz: int = 640,
-        max_det: int = 300,
-        batch_size: int = 16,
-        device: str = "auto",
-        *,
-        kpt_conf: float = 0.5,
-        class_names: Sequence[str] | Mapping[int, str] | None = None,
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, weights: str = "yolov8n-pose.pt", *args: Any, kpt_conf: float = 0.5, **kwargs: Any) -> None:
+        """``kpt_conf``: the lowest keypoint confidence that counts as visible; the rest as :class:`YoloDetector`."""
         if not 0.0 <= kpt_conf <= 1.0:
             raise ConfigError(f"kpt_conf must be in [0, 1], got {kpt_conf}")
         self.kpt_conf = float(kpt_conf)
-        super().__init__(weights, conf, iou, imgsz, max_det, batch_size, device, class_names=class_names, seed=seed)
+        super().__init__(weights, *args, **kwargs)
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "kpt_conf": self.kpt_conf}
