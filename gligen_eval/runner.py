@@ -440,9 +440,7 @@ def _cached_image_ok(rd: store.RunDir, req: Request, existing: dict[str, SampleR
 def _merge_rank_samples(rd: store.RunDir, samples: list[SampleRecord]) -> None:
     """Rewrite ``samples.jsonl`` as exactly ``samples`` and delete the per-rank parts (also those an
     interrupted distributed run left behind for a one-process resume)."""
-    store.write_jsonl(rd.path(store.SAMPLES), (s.to_dict() for s in samples))
-    for f in rd.record_files(store.SAMPLES)[1:]:
-        f.unlink()
+    rd.replace_records(store.SAMPLES, (s.to_dict() for s in samples))
 
 
 def generate_missing(rd: store.RunDir, requests: list[Request], sampler, sampler_cfg, settings: dict[str, Any], *,

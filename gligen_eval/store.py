@@ -37,7 +37,7 @@ import warnings
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Literal, Mapping
+from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
 
 from gligen_eval.errors import RunDirError
 from gligen_eval.imageio import pil_open
@@ -330,6 +330,21 @@ class RunDir:
         if rank is None:
             return self.path(name)
         return self.path(f"{name[: -len('.jsonl')]}.rank{rank}.jsonl")
+
+    def merged_rows(self, name: str, key: Sequence[str]) -> list[dict[str, Any]]:
+        """The rows of ``name`` and its rank parts, one per value of the ``key`` fields (a later row wins)."""
+        rows: dict[tuple, dict[str, Any]] = {}
+        for f in self.record_files(name):
+            for r in iter_jsonl(f):
+                rows[tuple(r[k] for k in key)] = r
+        return list(rows.values())
+
+    def replace_records(self, name: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Write ``name`` as exactly ``rows`` (atomically), then delete its rank parts: the fold of a
+        distributed run's records (rank 0, after a barrier), also of parts an interrupted one left."""
+        write_jsonl(self.path(name), rows)
+        for f in self.record_files(name)[1:]:
+            f.unlink()
 
     def exists(self) -> bool:
         return (self.root / MANIFEST).is_file()
