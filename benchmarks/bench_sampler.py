@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     from diffusers.utils import logging as dlog
 
     from gligen_eval.config import SamplerConfig
-    from gligen_eval.generation.sampler import GroundedSampler, resolve_device
+    from gligen_eval.devices import resolve_device
+    from gligen_eval.generation.sampler import GroundedSampler
     from gligen_eval.generation.tiny import tiny_components
 
     dlog.set_verbosity_error()

@@ -15,12 +15,12 @@ that cannot be stamped (an unreadable file, a hub id not in the cache) means: bu
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from gligen_eval.hashing import tree_sha256
 from gligen_eval.records import stable_hash
 
 log = logging.getLogger("gligen_eval")
@@ -68,11 +68,7 @@ class Generator:
 def _code_digest() -> str:
     """sha256 over the sources of the package that builds the models."""
     root = Path(__file__).resolve().parent / "generation"
-    h = hashlib.sha256()
-    for f in sorted(root.rglob("*.py")):
-        h.update(str(f.relative_to(root)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
+    return tree_sha256(root, sorted(root.rglob("*.py")))
 
 
 def _versions() -> dict[str, str | None]:

@@ -7,7 +7,6 @@ imports torch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from gligen_eval.hashing import tree_sha256
 
 ADAPTER_FORMAT = "gligen-eval-adapter"  # the ``format`` metadata of files written by save_adapter
 
@@ -106,10 +107,8 @@ def code_identity() -> dict[str, Any]:
     from gligen_eval.runner import _git_info
 
     pkg = Path(gligen_eval.__file__).resolve().parent
-    h = hashlib.sha256()
-    for f in sorted(pkg.rglob("*")):
-        if f.is_file() and "__pycache__" not in f.parts and f.suffix not in (".pyc", ".pyo"):
-            h.update(f.relative_to(pkg).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    files = [f for f in sorted(pkg.rglob("*")) if f.is_file() and "__pycache__" not in f.parts and f.suffix not in (".pyc", ".pyo")]
+    digest = tree_sha256(pkg, files, separator=b"\0")
     git = _git_info()
     return {"gligen_eval": gligen_eval.__version__, "git": git.get("hash"), "git_dirty": git.get("dirty"),
-            "files": "sha256:" + h.hexdigest()[:16]}  # fmt: skip
+            "files": "sha256:" + digest[:16]}  # fmt: skip

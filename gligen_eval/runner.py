@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 from gligen_eval import schema, store
 from gligen_eval.config import RunConfig
+from gligen_eval.devices import resolve_device
 from gligen_eval.errors import GligenEvalError
 from gligen_eval.records import Layout, SampleRecord, stable_hash
 from gligen_eval.writer import BatchWriter, PendingImage
@@ -121,14 +122,6 @@ def _git_info() -> dict[str, Any]:
         return {"hash": h.stdout.strip(), "dirty": bool(d.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return {"hash": None, "dirty": None}
-
-
-def resolve_device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def run_dir_for(cfg: RunConfig) -> Path:
@@ -439,7 +432,7 @@ def _cached_image_ok(rd: store.RunDir, req: Request, existing: dict[str, SampleR
 def _merge_rank_samples(rd: store.RunDir, samples: list[SampleRecord]) -> None:
     """Rewrite ``samples.jsonl`` as exactly ``samples`` and delete the per-rank parts (also those an
     interrupted distributed run left behind for a one-process resume)."""
-    rd.replace_rank_files(store.SAMPLES, (s.to_dict() for s in samples))
+    rd.replace_records(store.SAMPLES, (s.to_dict() for s in samples))
 
 
 def generate_missing(rd: store.RunDir, requests: list[Request], sampler, sampler_cfg, settings: dict[str, Any], *,

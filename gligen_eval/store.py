@@ -333,21 +333,25 @@ class RunDir:
             return self.path(name)
         return self.path(f"{name[: -len('.jsonl')]}.rank{rank}.jsonl")
 
-    def replace_rank_files(self, name: str, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Rewrite ``name`` as exactly ``rows`` and delete its per-rank parts (rank 0, after a barrier;
-        also the parts an interrupted distributed run left behind for a one-process resume)."""
+    def merged_rows(self, name: str, key: Sequence[str]) -> list[dict[str, Any]]:
+        """The rows of ``name`` and its rank parts, one per value of the ``key`` fields (a later row wins)."""
+        rows: dict[tuple, dict[str, Any]] = {}
+        for f in self.record_files(name):
+            for r in iter_jsonl(f):
+                rows[tuple(r[k] for k in key)] = r
+        return list(rows.values())
+
+    def replace_records(self, name: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Write ``name`` as exactly ``rows`` (atomically), then delete its rank parts: the fold of a
+        distributed run's records (rank 0, after a barrier), also of parts an interrupted one left."""
         write_jsonl(self.path(name), rows)
         for f in self.record_files(name)[1:]:
             f.unlink()
 
     def merge_rank_rows(self, name: str, key: Sequence[str]) -> None:
-        """Fold the per-rank parts of a record file into the file itself; a later row with the same
-        ``key`` fields wins."""
-        rows: dict[tuple, Any] = {}
-        for f in self.record_files(name):
-            for r in iter_jsonl(f):
-                rows[tuple(r[k] for k in key)] = r
-        self.replace_rank_files(name, list(rows.values()))
+        """Fold the per-rank parts of a record file into the file itself (a later row with the same
+        ``key`` fields wins)."""
+        self.replace_records(name, self.merged_rows(name, key))
 
     def exists(self) -> bool:
         return (self.root / MANIFEST).is_file()

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from run_cli import cli, kill_run_after_rows
 from gligen_eval.cli import main
 
 SMALL = ["--set", "layouts.limit=6", "--set", "sampler.steps=3", "--set", "sampler.batch_size=4", "--no-progress"]
@@ -177,37 +175,22 @@ def test_interrupted_rescoring_leaves_no_stale_metrics(demo_run, capsys, monkeyp
     assert json.loads((demo_run / "manifest.json").read_text())["config"]["scoring"]["success_iou"] == 0.5
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "gligen_eval", *args]
-
-
 @pytest.mark.slow
 def test_kill_minus_9_then_resume_matches_uninterrupted(tmp_path):
     args = ["--set", "layouts.limit=12", "--set", "sampler.steps=6", "--set", "sampler.batch_size=2",
             "--set", "detector.batch_size=2", "--no-progress"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     full = tmp_path / "full"
-    subprocess.run(_cli("run", "--out", str(full), *args), check=True, env=env, capture_output=True)
+    subprocess.run(cli("run", "--out", str(full), *args), check=True, env=env, capture_output=True)
 
     cut = tmp_path / "cut"
-    proc = subprocess.Popen(_cli("run", "--out", str(cut), *args), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    samples = cut / "samples.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if samples.exists() and samples.read_text().count("\n") >= 2:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run finished before it could be interrupted"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    n_before = len(kill_run_after_rows(cut, args, env))
     assert not (cut / "metrics.json").exists()
-    n_before = samples.read_text().count("\n")
     assert 2 <= n_before < 12
 
-    res = subprocess.run(_cli("run", "--out", str(cut), *args), env=env, capture_output=True, text=True)
+    res = subprocess.run(cli("run", "--out", str(cut), *args), env=env, capture_output=True, text=True)
     assert res.returncode == 2 and "--resume" in res.stderr
-    subprocess.run(_cli("run", "--out", str(cut), "--resume", *args), check=True, env=env, capture_output=True)
+    subprocess.run(cli("run", "--out", str(cut), "--resume", *args), check=True, env=env, capture_output=True)
     a = json.loads((full / "metrics.json").read_text())
     b = json.loads((cut / "metrics.json").read_text())
     assert a == b

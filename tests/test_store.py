@@ -201,3 +201,16 @@ def test_os_errors_while_writing_are_one_line_and_keep_the_old_file(tmp_path, mo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "rows.jsonl"]  # no temp file left
     store.append_jsonl(rows, [{"a": 3}])  # what the failed append left is repaired by the next one
     assert [r["a"] for r in store.iter_jsonl(rows)][-1] == 3
+
+
+def test_rank_parts_fold_into_the_record_file(tmp_path):
+    rd = store.RunDir(tmp_path)
+    store.append_jsonl(rd.rank_file(store.DETECTIONS, None), [{"sample_key": "a", "detector": "d", "n": 0},
+                                                              {"sample_key": "b", "detector": "d", "n": 0}])  # fmt: skip
+    store.append_jsonl(rd.rank_file(store.DETECTIONS, 1), [{"sample_key": "a", "detector": "d", "n": 1},
+                                                           {"sample_key": "a", "detector": "e", "n": 1}])  # fmt: skip
+    merged = rd.merged_rows(store.DETECTIONS, ("sample_key", "detector"))
+    assert [(r["sample_key"], r["detector"], r["n"]) for r in merged] == [("a", "d", 1), ("b", "d", 0), ("a", "e", 1)]
+    rd.replace_records(store.DETECTIONS, merged)
+    assert rd.record_files(store.DETECTIONS) == [rd.path(store.DETECTIONS)]  # the part is gone
+    assert rd.rows(store.DETECTIONS) == merged

@@ -6,9 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,6 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from run_cli import cli, kill_run_after_rows
 from gligen_eval import store
 from gligen_eval.cli import main
 from gligen_eval.errors import RunDirError
@@ -147,31 +146,16 @@ def test_exception_in_the_caller_still_writes_the_queued_batches(tmp_path):
     assert [json.loads(x)["sample_key"] for x in out.read_text().splitlines()] == ["a", "b"]
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "gligen_eval", *args]
-
-
 @pytest.mark.slow
 def test_kill_during_overlapped_generation_then_resume(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = ["--set", "layouts.limit=8", "--set", "sampler.steps=4", "--set", "sampler.height=64",
             "--set", "sampler.width=64", "--set", "sampler.batch_size=2", "--no-progress"]  # fmt: skip
     full = tmp_path / "full"
-    subprocess.run(_cli("run", "--out", str(full), *args, *SEQUENTIAL), check=True, env=env, capture_output=True)
+    subprocess.run(cli("run", "--out", str(full), *args, *SEQUENTIAL), check=True, env=env, capture_output=True)
     cut = tmp_path / "cut"
-    proc = subprocess.Popen(_cli("run", "--out", str(cut), *args), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    samples = cut / "samples.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if samples.exists() and samples.read_text().count("\n") >= 2:
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, "the run finished before it could be interrupted"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    rows = [json.loads(x) for x in samples.read_text().splitlines() if x.strip()]
+    rows = [json.loads(x) for x in kill_run_after_rows(cut, args, env)]
     assert 2 <= len(rows) < 8 and not (cut / "metrics.json").exists()
     assert all(store.is_complete_png(cut / r["image"]) for r in rows)  # a row never names a missing image
-    subprocess.run(_cli("run", "--out", str(cut), "--resume", *args), check=True, env=env, capture_output=True)
+    subprocess.run(cli("run", "--out", str(cut), "--resume", *args), check=True, env=env, capture_output=True)
     assert _run_files(cut) == _run_files(full)

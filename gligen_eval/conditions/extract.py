@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from gligen_eval.conditions.options import check_modality, condition_options
+from gligen_eval.devices import resolve_device
 from gligen_eval.errors import InputError
 
 _MODEL_KEY = {"hed": "hed_weights", "depth": "depth_model", "normal": "normal_model", "sem": "sem_model"}
@@ -45,14 +46,6 @@ def canny(rgb: np.ndarray, low: float, high: float) -> np.ndarray:
     import cv2
 
     return cv2.Canny(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), low, high)
-
-
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @functools.lru_cache(maxsize=4)

@@ -23,7 +23,6 @@ same weights in another dtype have another fingerprint.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -50,6 +49,7 @@ from gligen_eval.generation.checkpoints import (
     unet_config_from_official,
 )
 from gligen_eval.generation.keymap import spatial_kinds
+from gligen_eval.hashing import file_sha256, tensors_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -101,18 +101,7 @@ def base_state(unet_or_state: Any, *, base_in_channels: int = BASE_IN_CHANNELS) 
 
 def fingerprint(state: Mapping[str, Any]) -> str:
     """``sha256:<hex>`` of a dict of tensors (key names, dtypes, shapes and bytes, in key order)."""
-    import torch
-
-    h = hashlib.sha256()
-    for k in sorted(state):
-        t = state[k]
-        if t.device.type == "meta":
-            raise GligenEvalError(f"cannot fingerprint {k!r}: it has no data (meta tensor)")
-        t = t.detach().to("cpu").contiguous()
-        h.update(f"{k}|{str(t.dtype).replace('torch.', '')}|{list(t.shape)}\n".encode())
-        if t.numel():
-            h.update(t.reshape(-1).view(torch.uint8).numpy())
-    return "sha256:" + h.hexdigest()
+    return "sha256:" + tensors_sha256(state, header="{name}|{dtype}|{shape}\n")
 
 
 def base_fingerprint(
@@ -450,17 +439,6 @@ def _max_abs_diff(a: Any, b: Any) -> float:
 # describe
 
 
-def _file_sha256(p: Path, chunk: int = 8 << 20) -> str:
-    h = hashlib.sha256()
-    with p.open("rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return "sha256:" + h.hexdigest()
-
-
 def hub_origin(path: str | Path) -> dict[str, str] | None:
     """``{"hub_id", "revision"}`` when ``path`` lies in a Hugging Face cache snapshot."""
     parts = Path(path).resolve().parts
@@ -490,7 +468,7 @@ def describe_checkpoint(path: str | Path, *, hash_file: bool = True) -> dict[str
         out["file"] = str(file.resolve())
         out["bytes"] = file.stat().st_size
         if hash_file:
-            out["file_sha256"] = _file_sha256(file)
+            out["file_sha256"] = "sha256:" + file_sha256(file)
     origin = hub_origin(p)
     if origin:
         out["origin"] = origin

@@ -28,7 +28,6 @@ the layers entirely, so the output is exactly the base UNet's).
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,6 +35,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn as nn
+
+from gligen_eval.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from gligen_eval.records import Layout
@@ -223,35 +224,29 @@ class TextBoxTokenizer(GroundingTokenizer):
         )
 
 
-# Lazy registry: modality name -> "module:Class" (imported only when asked for); the modality table's
-# tokenizers, plus those registered in code.
-_GROUNDING: dict[str, str] = {}
-
-
-def _registry() -> dict[str, str]:
+def _table_tokenizers() -> dict[str, str]:
     from gligen_eval.generation.modalities import MODALITIES
 
-    return {**{name: s.tokenizer for name, s in MODALITIES.items()}, **_GROUNDING}
+    return {name: s.tokenizer for name, s in MODALITIES.items()}
+
+
+GROUNDINGS = Registry("grounding modality", _table_tokenizers)
+"""Modality name -> ``"module:Class"`` of its tokenizer (imported only when asked for): the modality
+table's tokenizers, plus those registered in code."""
 
 
 def register_grounding(name: str, target: str) -> None:
     """Register a grounding tokenizer class as ``"package.module:ClassName"`` under ``name``."""
-    if ":" not in target:
-        raise ValueError(f"grounding target must look like 'package.module:ClassName', got {target!r}")
-    _GROUNDING[name] = target
+    GROUNDINGS.register(name, target)
 
 
 def available_groundings() -> list[str]:
-    return sorted(_registry())
+    return GROUNDINGS.names()
 
 
 def grounding_class(name: str) -> type[GroundingTokenizer]:
-    """The grounding tokenizer class registered as ``name`` (imports its module)."""
-    registry = _registry()
-    if name not in registry:
-        raise ValueError(f"unknown grounding modality {name!r} (known: {', '.join(available_groundings())})")
-    module, _, attr = registry[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    """The grounding tokenizer class registered as ``name`` (or given as ``"module:Class"``; imports its module)."""
+    return GROUNDINGS.resolve(name)
 
 
 def get_grounding(name: str, **kwargs: Any) -> GroundingTokenizer:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from gligen_eval.errors import ConfigError, MissingWeightsError
+from gligen_eval.hashing import tensors_sha256
 
 PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 IMAGE_PARTS = ("image_encoder", "processor", "image_project")
@@ -101,7 +102,7 @@ def load_components(
     For real weights the modality is read from the UNet; ``modality``, when given, must agree
     (a :class:`~gligen_eval.errors.ConfigError` otherwise).
     """
-    from gligen_eval.generation.sampler import resolve_device
+    from gligen_eval.devices import resolve_device
 
     dev = resolve_device(device)
     dt = resolve_dtype(dtype)
@@ -416,17 +417,10 @@ def fingerprint(module: Any) -> str:
     For a tokenizer, the hash covers its vocabulary; for a scheduler, its class and configuration
     (without the private ``_`` keys that saving adds).
     """
-    import torch
-
-    h = hashlib.sha256()
     if hasattr(module, "state_dict"):
-        for key, tensor in module.state_dict().items():
-            t = tensor.detach().to("cpu").contiguous()
-            h.update(key.encode())
-            h.update(str(t.dtype).encode())
-            h.update(repr(tuple(t.shape)).encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    elif hasattr(module, "get_vocab"):
+        return tensors_sha256(module.state_dict(), header="{name}{torch_dtype}{shape_tuple}", sort=False)
+    h = hashlib.sha256()
+    if hasattr(module, "get_vocab"):
         h.update(json.dumps(sorted(module.get_vocab().items())).encode())
         h.update(str(getattr(module, "model_max_length", "")).encode())
     elif hasattr(module, "config"):

@@ -42,6 +42,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from gligen_eval.devices import resolve_device
+
 from gligen_eval.config import SamplerConfig
 from gligen_eval.generation.grounding import (
     GroundingContext,
@@ -76,12 +78,6 @@ def make_scheduler(name: str, base: Any):
     return getattr(diffusers, cls_name).from_config(config, **overrides)
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 class GroundedSampler:
     """Generates images for batches of layouts.
 
@@ -107,7 +103,7 @@ class GroundedSampler:
         missing = [k for k in ("unet", "vae", "text_encoder", "tokenizer", "scheduler") if k not in components]
         if missing:
             raise ValueError(f"components are missing: {', '.join(missing)}")
-        self.device = resolve_device(device)
+        self.device = torch.device(resolve_device(device))
         self.dtype = dtype
         self.components = components  # kept as given (a loading.Components keeps its sources)
         placed = {

@@ -130,10 +130,9 @@ def tiny_components(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if spec is not None:
-            import importlib
+            from gligen_eval.registry import import_target
 
-            module, _, fn = spec.tiny.partition(":")
-            unet = getattr(importlib.import_module(module), fn)(spec, seed=seed, sample_size=sample_size)
+            unet = import_target(spec.tiny, f"tiny builder of {modality}")(spec, seed=seed, sample_size=sample_size)
         else:
             unet = _tiny_gated_unet(sample_size, in_channels, attention_type)
             _randomize_grounding_parameters(unet, seed)

@@ -53,6 +53,7 @@ from gligen_eval.layouts.images import load_image_folder, sniff_jsonl_kind
 from gligen_eval.layouts.jsonl import load_jsonl, write_jsonl
 from gligen_eval.layouts.lvis import LvisCategory, LvisMeta, load_lvis, load_lvis_meta, lvis_phrase
 from gligen_eval.records import Layout
+from gligen_eval.registry import Registry
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 SAMPLE_INSTANCES = SAMPLE_DIR / "instances_sample.json"
@@ -75,18 +76,20 @@ def load_sample_mig(**options: Any) -> list[Layout]:
     return load_coco_mig(SAMPLE_INSTANCES, **options)
 
 
-SOURCE_KINDS: dict[str, Callable[..., list[Layout]]] = {
-    "coco": load_coco,
-    "coco-keypoints": load_coco_keypoints,
-    "lvis": load_lvis,
-    "jsonl": load_jsonl,
-    "nsr1k": load_nsr1k,
-    "hrs": load_hrs,
-    "images": load_image_folder,
-    "ade20k": load_ade20k,
-    "coco-mig": load_coco_mig,
-}
-"""Readers of layout files, by kind (``KIND:PATH`` selects one explicitly)."""
+SOURCE_KINDS = Registry("layout source kind", {
+    "coco": "gligen_eval.layouts.coco:load_coco",
+    "coco-keypoints": "gligen_eval.layouts.coco:load_coco_keypoints",
+    "lvis": "gligen_eval.layouts.lvis:load_lvis",
+    "jsonl": "gligen_eval.layouts.jsonl:load_jsonl",
+    "nsr1k": "gligen_eval.layouts.external:load_nsr1k",
+    "hrs": "gligen_eval.layouts.external:load_hrs",
+    "images": "gligen_eval.layouts.images:load_image_folder",
+    "ade20k": "gligen_eval.layouts.ade20k:load_ade20k",
+    "coco-mig": "gligen_eval.layouts.coco_mig:load_coco_mig",
+}, paths=False)  # fmt: skip
+"""Readers of layout files, by kind (``KIND:PATH`` selects one explicitly). A reader of one's own:
+``SOURCE_KINDS.register("mine", "package.module:load_mine")``, then ``mine:PATH``; it takes the
+path first and the options as keywords, and returns a list of layouts."""
 
 BUILTIN_SOURCES: dict[str, Callable[..., list[Layout]]] = {
     "sample": load_sample,
@@ -193,7 +196,7 @@ def resolve_source(source: str | os.PathLike) -> tuple[str, Path | None]:
 def load_layouts(source: str | os.PathLike, **options: Any) -> list[Layout]:
     """Load layouts from ``source`` (see the module docstring for sources and options)."""
     kind, path = resolve_source(source)
-    fn = BUILTIN_SOURCES.get(kind) or SOURCE_KINDS[kind]
+    fn = BUILTIN_SOURCES.get(kind) or SOURCE_KINDS.resolve(kind)
     accepted = _accepted(kind, fn)
     kwargs: dict[str, Any] = {}
     max_persons = options.pop("max_persons", None)

@@ -109,7 +109,6 @@ def _image_src(path: Path, page_dir: Path, *, embed: bool, thumb_size: int) -> s
         return None
     if not embed:
         return Path(os.path.relpath(path, page_dir)).as_posix()
-    from PIL import Image
 
     with pil_open(path) as im:
         if max(im.size) <= thumb_size and im.format == "PNG" and path.stat().st_size <= 200_000:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
+from gligen_eval.devices import resolve_device
 from gligen_eval.errors import ConfigError, InputError, MissingWeightsError
 from gligen_eval.records import Layout, stable_hash
 from gligen_eval.imageio import pil_open
@@ -121,14 +122,6 @@ def crop_box(image: "Image.Image", box: Sequence[float], mode: CropMode = "tight
 
 # --------------------------------------------------------------------------------------------
 # loading
-
-
-def _resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
 def resolve_dtype(dtype: str) -> Any:
@@ -253,7 +246,7 @@ class ClipScorer:
             raise ConfigError(f"CLIP weight must be positive, got {weight!r}")
         if batch_size < 1 or min_crop_px < 1:
             raise ConfigError(f"batch_size and min_crop_px must be >= 1 (got {batch_size}, {min_crop_px})")
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.processor = processor
         self.name = name
@@ -384,7 +377,6 @@ class ClipScorer:
         get no image score. Relative reference paths are resolved against ``reference_root``, else
         against the layout's ``source_dir``.
         """
-        from PIL import Image
 
         if len(images) != len(layouts):
             raise ValueError(f"{len(images)} images but {len(layouts)} layouts")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from gligen_eval import distributed, store
+from gligen_eval.hashing import file_sha256
 from gligen_eval.imageio import pil_open
 from gligen_eval.records import Layout, SampleRecord, stable_hash
 from gligen_eval.scoring import condition as cm
@@ -157,7 +158,7 @@ def real_items(layouts: Iterable[Layout], samples: Sequence[SampleRecord]) -> li
             continue
         p = Path(lay.image_path).resolve()
         w, h = size[lay.layout_id]
-        key = "real-" + stable_hash([_digest(p), lay.content_hash(), w, h], length=20)
+        key = "real-" + stable_hash([file_sha256(p, length=24), lay.content_hash(), w, h], length=20)
         out.append(CondItem(key, lay.layout_id, 0, str(p), w, h, real=True))
     return out
 
@@ -173,12 +174,6 @@ def _read_rgb(path: Path, item: CondItem) -> Any:
     except (UnidentifiedImageError, OSError) as e:
         what = "real image" if item.real else "image"
         raise InputError(f"cannot read {what} ({e})", path=str(path), record=f"layout {item.layout_id}") from None
-
-
-def _digest(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:24]
 
 
 def cached_rows(rd: store.RunDir, fingerprint: str) -> dict[str, dict[str, Any]]:

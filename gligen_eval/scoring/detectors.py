@@ -23,8 +23,6 @@ Its log lines go to stderr, so that ``--json`` output on stdout stays clean.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import importlib
 import inspect
 import logging
 import os
@@ -33,8 +31,11 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
+from gligen_eval.devices import resolve_device
 from gligen_eval.errors import ConfigError, InputError, MissingWeightsError
+from gligen_eval.hashing import file_sha256
 from gligen_eval.records import Detection, stable_hash
+from gligen_eval.registry import Registry
 from gligen_eval.scoring.coco import COCO80_NAMES
 
 
@@ -56,36 +57,44 @@ class Detector(Protocol):
 # --------------------------------------------------------------------------------------------
 # registry
 
-_REGISTRY: dict[str, str] = {
+DETECTORS = Registry("detector kind", {
     "yolo": "gligen_eval.scoring.detectors:YoloDetector",
     "yolo-pose": "gligen_eval.scoring.detectors:YoloPoseDetector",
     "owlv2": "gligen_eval.scoring.openvocab:OwlDetector",
     "grounding-dino": "gligen_eval.scoring.grounding_dino:GroundingDinoDetector",
     "file": "gligen_eval.scoring.filedet:FileDetector",
-}
+})  # fmt: skip
 
 
 def register_detector(kind: str, target: str) -> None:
     """Make ``kind`` build ``target`` (``"package.module:Class"``); the module is imported on use."""
-    if ":" not in target:
-        raise ValueError(f"detector target must look like 'package.module:Class', got {target!r}")
-    _REGISTRY[kind] = target
+    DETECTORS.register(kind, target)
 
 
 def detector_kinds() -> list[str]:
-    return sorted(_REGISTRY)
+    return DETECTORS.names()
 
 
 def resolve_detector(kind: str) -> type:
     """The detector class for a registered kind or a ``"module:Class"`` path."""
-    target = _REGISTRY.get(kind, kind if ":" in kind else None)
-    if target is None:
-        raise ConfigError(f"unknown detector kind {kind!r} (known: {', '.join(detector_kinds())}, or 'package.module:Class')")
-    module, _, attr = target.partition(":")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise ConfigError(f"detector kind {kind!r}: cannot load {target} ({e})") from None
+    return DETECTORS.resolve(kind)
+
+
+def _keywords(cls: type) -> tuple[set[str], bool]:
+    """The keyword arguments ``cls(...)`` takes, following ``**kwargs`` that a constructor hands on to
+    its base class's; and whether it takes any keyword at all (``**kwargs`` reaching ``object``)."""
+    names: set[str] = set()
+    passed_on = False
+    for klass in cls.__mro__[:-1]:  # object's own constructor takes nothing
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
+        passed_on = any(p.kind is p.VAR_KEYWORD for p in params)
+        if not passed_on:
+            return names, False
+    return names, passed_on
 
 
 def build_detector(cfg: Any, *, device: str = "auto", **overrides: Any) -> Detector:
@@ -97,8 +106,7 @@ def build_detector(cfg: Any, *, device: str = "auto", **overrides: Any) -> Detec
     data: dict[str, Any] = asdict(cfg) if is_dataclass(cfg) else dict(cfg)
     kind = data.pop("kind", "yolo")
     cls = resolve_detector(kind)
-    params = inspect.signature(cls).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    params, takes_any = _keywords(cls)
     kwargs = {k: v for k, v in data.items() if takes_any or k in params}
     if takes_any or "device" in params:
         kwargs["device"] = device
@@ -127,22 +135,6 @@ def _import_yolo() -> Any:
         if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) in (sys.stdout, sys.__stdout__):
             h.setStream(sys.stderr)
     return YOLO
-
-
-def resolve_device(device: str = "auto") -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda:0" if torch.cuda.is_available() else "cpu"
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 @contextlib.contextmanager
@@ -322,7 +314,7 @@ class YoloDetector:
     def fingerprint(self) -> str:
         if self._fingerprint is None:
             if self._weights_path is not None:
-                weights = {"sha256": _file_digest(self._weights_path)}
+                weights = {"sha256": file_sha256(self._weights_path, length=16)}
             else:
                 from ultralytics.nn.tasks import yaml_model_load
 
@@ -364,24 +356,12 @@ class YoloPoseDetector(YoloDetector):
     def declared_classes(cls, config: Mapping[str, Any]) -> list[str] | None:
         return ["person"] if str(config.get("weights", "")).endswith((".yaml", ".yml")) else None
 
-    def __init__(
-        self,
-        weights: str = "yolov8n-pose.pt",
-        conf: float = 0.25,
-        iou: float = 0.7,
-        imgsz: int = 640,
-        max_det: int = 300,
-        batch_size: int = 16,
-        device: str = "auto",
-        *,
-        kpt_conf: float = 0.5,
-        class_names: Sequence[str] | Mapping[int, str] | None = None,
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, weights: str = "yolov8n-pose.pt", *args: Any, kpt_conf: float = 0.5, **kwargs: Any) -> None:
+        """``kpt_conf``: the lowest keypoint confidence that counts as visible; the rest as :class:`YoloDetector`."""
         if not 0.0 <= kpt_conf <= 1.0:
             raise ConfigError(f"kpt_conf must be in [0, 1], got {kpt_conf}")
         self.kpt_conf = float(kpt_conf)
-        super().__init__(weights, conf, iou, imgsz, max_det, batch_size, device, class_names=class_names, seed=seed)
+        super().__init__(weights, *args, **kwargs)
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "kpt_conf": self.kpt_conf}

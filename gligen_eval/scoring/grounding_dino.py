@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from gligen_eval.errors import ConfigError
 from gligen_eval.records import Detection
-from gligen_eval.scoring.openvocab import PhraseDetector, _unique
+from gligen_eval.scoring.openvocab import PhraseDetector
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -71,12 +71,12 @@ class GroundingDinoDetector(PhraseDetector):
     Args:
         weights: a local model folder or a hub id present in the local Hugging Face cache
             (e.g. ``IDEA-Research/grounding-dino-tiny``); ignored when ``model`` is given.
-        conf: box threshold (best token score of a box).
+        conf: box threshold (best token score of a box); default 0.25.
         text_threshold: lowest phrase score of the label.
         prompts: ``"phrases"`` (the layout's phrases) or ``"categories"`` (the objects' classes), for the runner.
         iou: per-phrase NMS IoU; 1.0 (default) disables NMS.
         max_det: detections kept per image.
-        batch_size: images per forward pass.
+        batch_size: images per forward pass (default 4).
         device: ``"auto"``, ``"cpu"``, ``"cuda:0"``...
         phrases: the fixed vocabulary used when ``detect`` gets no per-image phrases.
         dtype: model dtype when loading.
@@ -85,64 +85,21 @@ class GroundingDinoDetector(PhraseDetector):
     """
 
     kind_name = "Grounding DINO"
+    model_types = ("grounding-dino",)
+    model_class = "GroundingDinoForObjectDetection"
+    default_conf = 0.25
+    default_batch_size = 4
 
-    def __init__(
-        self,
-        weights: str = "IDEA-Research/grounding-dino-tiny",
-        conf: float = 0.25,
-        iou: float = 1.0,
-        max_det: int = 100,
-        batch_size: int = 4,
-        device: str = "auto",
-        *,
-        text_threshold: float = 0.25,
-        prompts: str = "phrases",
-        phrases: Sequence[str] | None = None,
-        dtype: str = "float32",
-        cache_dir: str | None = None,
-        model: Any = None,
-        processor: Any = None,
-    ) -> None:
-        for name, v in (("conf", conf), ("text_threshold", text_threshold)):
-            if not 0.0 <= v <= 1.0:
-                raise ConfigError(f"Grounding DINO {name} must be in [0, 1], got {v}")
-        if not iou > 0.0 or max_det < 1 or batch_size < 1:
-            raise ConfigError(f"Grounding DINO iou must be > 0 and max_det, batch_size >= 1 (got {iou}, {max_det}, {batch_size})")
+    def __init__(self, weights: str = "IDEA-Research/grounding-dino-tiny", *args: Any, text_threshold: float = 0.25,
+                 prompts: str = "phrases", **kwargs: Any) -> None:  # fmt: skip
+        if not 0.0 <= text_threshold <= 1.0:
+            raise ConfigError(f"Grounding DINO text_threshold must be in [0, 1], got {text_threshold}")
         if prompts not in ("phrases", "categories"):
             raise ConfigError(f"Grounding DINO prompts must be 'phrases' or 'categories', got {prompts!r}")
-        from gligen_eval.scoring.openvocab import _resolve_device
-
         self.prompts = prompts
-        self.weights = str(weights)
-        self.conf, self.text_threshold, self.iou = float(conf), float(text_threshold), float(iou)
-        self.max_det, self.batch_size = int(max_det), int(batch_size)
-        self.phrases = _unique(phrases) if phrases is not None else None
-        self.device = _resolve_device(device)
-        if (model is None) != (processor is None):
-            raise ConfigError("pass both model and processor, or neither")
-        if model is None:
-            model, processor = self._load(self.weights, dtype, cache_dir)
-        if getattr(model.config, "model_type", None) != "grounding-dino":
-            raise ConfigError(f"{self.weights!r} is a {getattr(model.config, 'model_type', None)!r} model, not grounding-dino")
-        self.model = model.to(self.device).eval()
-        self.processor = processor
-        self.max_text_tokens = int(model.config.max_text_len)
-        from gligen_eval.scoring.clip import check_tokenizer
-
-        check_tokenizer(processor.tokenizer, int(model.config.text_config.vocab_size), self.weights)
-        self.name = f"grounding-dino:{self.weights.rstrip('/').split('/')[-1]}"
-        self._fingerprint: str | None = None
-
-    @staticmethod
-    def _load(weights: str, dtype: str, cache_dir: str | None) -> tuple[Any, Any]:
-        from transformers import AutoProcessor, GroundingDinoForObjectDetection
-
-        from gligen_eval.scoring.clip import load_local_pretrained, resolve_dtype
-
-        model = load_local_pretrained(GroundingDinoForObjectDetection, weights, "Grounding DINO detector", cache_dir,
-                                      dtype=resolve_dtype(dtype))  # fmt: skip
-        processor = load_local_pretrained(AutoProcessor, weights, "Grounding DINO processor", cache_dir)
-        return model, processor
+        self.text_threshold = float(text_threshold)
+        super().__init__(weights, *args, **kwargs)
+        self.max_text_tokens = int(self.model.config.max_text_len)
 
     # -- protocol ----------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
+from gligen_eval.devices import resolve_device
 from gligen_eval.errors import ConfigError
 from gligen_eval.records import Detection, stable_hash
 
@@ -44,14 +45,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 LabelMode = Literal["argmax", "all"]
 SUPPORTED_MODEL_TYPES = ("owlv2", "owlvit")
-
-
-def _resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
 def cxcywh_to_image_xyxy(boxes: "torch.Tensor", width: int, height: int, padded_square: bool) -> "torch.Tensor":
@@ -83,14 +76,72 @@ def _unique(phrases: Sequence[str]) -> list[str]:
 
 
 class PhraseDetector:
-    """What the detectors that are asked for each image's phrases share: the fingerprint, the
+    """What the transformers detectors that are asked for each image's phrases share: the constructor
+    (settings checked, the model loaded unless given, checked and placed), the fingerprint, the
     per-image queries and their batching, and the final ranking (per-phrase NMS, ``max_det``).
-    A subclass sets ``model``, ``name``, ``phrases``, ``iou``, ``max_det``, ``batch_size`` and
-    implements ``settings`` and ``_detect_batch(images, queries)``."""
+    A subclass names its ``model_types``, the transformers ``model_class`` that loads its weights and
+    its defaults, and implements ``settings`` and ``_detect_batch(images, queries)``; its own
+    constructor checks its own options and hands the rest on."""
 
     task = "detect"
     takes_phrases = True
     kind_name = "the open-vocabulary detector"
+    model_types: tuple[str, ...] = SUPPORTED_MODEL_TYPES
+    model_class = "AutoModelForZeroShotObjectDetection"
+    default_conf = 0.1
+    default_batch_size = 8
+
+    def __init__(
+        self,
+        weights: str,
+        conf: float | None = None,
+        iou: float = 1.0,
+        max_det: int = 100,
+        batch_size: int | None = None,
+        device: str = "auto",
+        *,
+        phrases: Sequence[str] | None = None,
+        dtype: str = "float32",
+        cache_dir: str | None = None,
+        model: Any = None,
+        processor: Any = None,
+    ) -> None:
+        conf = self.default_conf if conf is None else conf
+        batch_size = self.default_batch_size if batch_size is None else batch_size
+        if not 0.0 <= conf <= 1.0:
+            raise ConfigError(f"{self.kind_name} conf must be in [0, 1], got {conf}")
+        if not iou > 0.0 or max_det < 1 or batch_size < 1:
+            raise ConfigError(f"{self.kind_name} iou must be > 0 and max_det, batch_size >= 1 (got {iou}, {max_det}, {batch_size})")
+        self.weights = str(weights)
+        self.conf, self.iou, self.max_det, self.batch_size = float(conf), float(iou), int(max_det), int(batch_size)
+        self.phrases = _unique(phrases) if phrases is not None else None
+        self.device = resolve_device(device)
+        if (model is None) != (processor is None):
+            raise ConfigError("pass both model and processor, or neither")
+        if model is None:
+            model, processor = self._load(dtype, cache_dir)
+        model_type = getattr(model.config, "model_type", None)
+        if model_type not in self.model_types:
+            raise ConfigError(f"{self.weights!r} is a {model_type!r} model; {self.kind_name} supports {list(self.model_types)}")
+        self.model = model.to(self.device).eval()
+        self.processor = processor
+        from gligen_eval.scoring.clip import check_tokenizer
+
+        check_tokenizer(processor.tokenizer, int(model.config.text_config.vocab_size), self.weights)
+        self.name = f"{model_type}:{self.weights.rstrip('/').split('/')[-1]}"
+        self._fingerprint: str | None = None
+
+    def _load(self, dtype: str, cache_dir: str | None) -> tuple[Any, Any]:
+        """The model and processor of ``self.weights``, from a local folder or the local hub cache only."""
+        import transformers
+
+        from gligen_eval.scoring.clip import load_local_pretrained, resolve_dtype
+
+        what = self.kind_name.removeprefix("the ")
+        model = load_local_pretrained(getattr(transformers, self.model_class), self.weights, what, cache_dir,
+                                      dtype=resolve_dtype(dtype))  # fmt: skip
+        processor = load_local_pretrained(transformers.AutoProcessor, self.weights, f"{what} processor", cache_dir)
+        return model, processor
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
@@ -139,10 +190,10 @@ class OwlDetector(PhraseDetector):
     Args:
         weights: a local model folder or a hub id present in the local Hugging Face cache
             (e.g. ``google/owlv2-base-patch16-ensemble``); ignored when ``model`` is given.
-        conf: lowest score kept (0.0 keeps everything; AP evaluation wants a low value).
+        conf: lowest score kept (0.0 keeps everything; AP evaluation wants a low value); default 0.1.
         iou: per-phrase NMS IoU threshold; 1.0 (default) disables NMS.
         max_det: detections kept per image.
-        batch_size: images per forward pass.
+        batch_size: images per forward pass (default 8).
         device: ``"auto"``, ``"cpu"``, ``"cuda:0"``...
         phrases: the fixed vocabulary used when ``detect`` gets no per-image phrases.
         label_mode: ``"argmax"`` (one phrase per box) or ``"all"`` (every box x phrase pair).
@@ -151,62 +202,14 @@ class OwlDetector(PhraseDetector):
         model, processor: an already built model and processor (tests, :func:`tiny_owlv2`).
     """
 
-    def __init__(
-        self,
-        weights: str = "google/owlv2-base-patch16-ensemble",
-        conf: float = 0.1,
-        iou: float = 1.0,
-        max_det: int = 100,
-        batch_size: int = 8,
-        device: str = "auto",
-        *,
-        phrases: Sequence[str] | None = None,
-        label_mode: LabelMode = "argmax",
-        dtype: str = "float32",
-        cache_dir: str | None = None,
-        model: Any = None,
-        processor: Any = None,
-    ) -> None:
-        if not 0.0 <= conf <= 1.0:
-            raise ConfigError(f"open-vocabulary detector conf must be in [0, 1], got {conf}")
-        if not iou > 0.0:
-            raise ConfigError(f"open-vocabulary detector iou must be > 0, got {iou}")
-        if max_det < 1 or batch_size < 1:
-            raise ConfigError(f"max_det and batch_size must be >= 1 (got {max_det}, {batch_size})")
+    def __init__(self, weights: str = "google/owlv2-base-patch16-ensemble", *args: Any, label_mode: LabelMode = "argmax",
+                 **kwargs: Any) -> None:  # fmt: skip
         if label_mode not in ("argmax", "all"):
             raise ConfigError(f"label_mode must be 'argmax' or 'all', got {label_mode!r}")
-        self.weights = str(weights)
-        self.conf, self.iou, self.max_det, self.batch_size = float(conf), float(iou), int(max_det), int(batch_size)
         self.label_mode = label_mode
-        self.phrases = _unique(phrases) if phrases is not None else None
-        self.device = _resolve_device(device)
-        if (model is None) != (processor is None):
-            raise ConfigError("pass both model and processor, or neither")
-        if model is None:
-            model, processor = self._load(self.weights, dtype, cache_dir)
-        model_type = getattr(model.config, "model_type", None)
-        if model_type not in SUPPORTED_MODEL_TYPES:
-            raise ConfigError(f"{self.weights!r} is a {model_type!r} model; the open-vocabulary detector supports {list(SUPPORTED_MODEL_TYPES)}")
-        self.model = model.to(self.device).eval()
-        self.processor = processor
-        self.padded_square = model_type == "owlv2" and bool(getattr(processor.image_processor, "do_pad", True))
-        self.max_text_tokens = int(model.config.text_config.max_position_embeddings)
-        from gligen_eval.scoring.clip import check_tokenizer
-
-        check_tokenizer(processor.tokenizer, int(model.config.text_config.vocab_size), self.weights)
-        self.name = f"{model_type}:{self.weights.rstrip('/').split('/')[-1]}"
-        self._fingerprint: str | None = None
-
-    @staticmethod
-    def _load(weights: str, dtype: str, cache_dir: str | None) -> tuple[Any, Any]:
-        from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
-
-        from gligen_eval.scoring.clip import resolve_dtype, load_local_pretrained
-
-        model = load_local_pretrained(AutoModelForZeroShotObjectDetection, weights, "open-vocabulary detector", cache_dir,
-                                      dtype=resolve_dtype(dtype))  # fmt: skip
-        processor = load_local_pretrained(AutoProcessor, weights, "open-vocabulary detector processor", cache_dir)
-        return model, processor
+        super().__init__(weights, *args, **kwargs)
+        self.padded_square = self.model.config.model_type == "owlv2" and bool(getattr(self.processor.image_processor, "do_pad", True))
+        self.max_text_tokens = int(self.model.config.text_config.max_position_embeddings)
 
     # -- protocol ----------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from gligen_eval import store
+from gligen_eval.devices import resolve_device
 from gligen_eval.errors import InputError
 from gligen_eval.records import Layout, SampleRecord, stable_hash
 
@@ -100,12 +101,6 @@ def _normalizer(mean: Sequence[float], std: Sequence[float], device: str, dtype:
     return apply
 
 
-def _device(device: str) -> str:
-    from gligen_eval.scoring.clip import _resolve_device
-
-    return _resolve_device(device)
-
-
 def tiny_dinov2(seed: int = 0, image_size: int = 32) -> Any:
     """A small random ``Dinov2Model`` (2 layers, 32 wide, patch 8), seeded; global random state untouched."""
     import torch
@@ -124,7 +119,7 @@ def dinov2_features(model: str, *, batch_size: int = 32, resize: str | None = No
     from gligen_eval.scoring.clip import load_local_pretrained
     from gligen_eval.scoring.quality import ResizePolicy, module_digest
 
-    dev = _device(device)
+    dev = resolve_device(device)
     if model == "tiny":
         net, size = tiny_dinov2(seed), 32
     else:
@@ -152,7 +147,7 @@ def clip_image_features(model: str, *, batch_size: int = 32, resize: str | None 
     from gligen_eval.scoring.clip import load_local_pretrained, projected_embeddings, tiny_clip
     from gligen_eval.scoring.quality import ResizePolicy, module_digest
 
-    dev = _device(device)
+    dev = resolve_device(device)
     if model == "tiny":
         net, processor = tiny_clip(seed=seed)
         image_processor = processor.image_processor

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from gligen_eval.errors import InputError
+from gligen_eval.hashing import file_sha256
 from gligen_eval.imageio import pil_open
 from gligen_eval.records import Layout, SampleRecord, stable_hash
 
@@ -21,16 +22,6 @@ class RealImage:
 
 
 
-def _file_digest(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:24]
-
-
 def real_images(layouts: Iterable[Layout]) -> list[RealImage]:
     """The real image of each layout (``Layout.image_path``); an error names the layout without one."""
     from PIL import UnidentifiedImageError
@@ -43,7 +34,7 @@ def real_images(layouts: Iterable[Layout]) -> list[RealImage]:
                 w, h = im.size
         except (UnidentifiedImageError, OSError) as e:
             raise InputError(f"cannot read image ({e})", path=str(p), record=f"layout {lay.layout_id}") from None
-        out.append(RealImage(lay, p.resolve(), _file_digest(p), int(w), int(h)))
+        out.append(RealImage(lay, p.resolve(), file_sha256(p, length=24), int(w), int(h)))
     return out
 
 

@@ -113,7 +113,7 @@ def synthetic_reference(phrase: str, size: int = 64) -> "PILImage.Image":
 
 def load_rgb(path: str | Path, *, layout_id: str | None = None, what: str = "image") -> "PILImage.Image":
     """An image file as RGB; an unreadable file is an :class:`InputError` naming the path and layout."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     p = Path(path).expanduser()
     try:
