@@ -16,10 +16,12 @@ if [ ! -x "$_venv/bin/python" ] || [ ! -f "$_venv/.complete" ]; then
   rm -rf "$_venv"
   mkdir -p "$_root"
   "$_py" -m venv "$_venv"
-  "$_venv/bin/pip" install -q --upgrade pip >&2 || true
+  # pip upgrades itself through `python -m pip`; should that leave it broken, ensurepip restores one.
+  "$_venv/bin/python" -m pip install -q --upgrade pip >&2 || true
+  "$_venv/bin/python" -m pip --version >/dev/null 2>&1 || "$_venv/bin/python" -m ensurepip --upgrade >&2
   # torch/torchvision first and exactly pinned: this pairing is the one that works with ultralytics.
-  "$_venv/bin/pip" install -q -c "$_repo/requirements/constraints.txt" torch torchvision >&2
-  "$_venv/bin/pip" install -q -c "$_repo/requirements/constraints.txt" -e "$_repo[test]" >&2
+  "$_venv/bin/python" -m pip install -q -c "$_repo/requirements/constraints.txt" torch torchvision >&2
+  "$_venv/bin/python" -m pip install -q -c "$_repo/requirements/constraints.txt" -e "$_repo[test]" >&2
   touch "$_venv/.complete"
 fi
 # Point the editable install at this checkout (cheap, no dependency resolution). The check runs
@@ -30,7 +32,7 @@ import sys, pathlib, gligen_eval
 sys.exit(0 if pathlib.Path(gligen_eval.__file__).resolve().parent.parent == pathlib.Path(sys.argv[1]).resolve() else 1)
 PY
 then
-  "$_venv/bin/pip" install -q --no-deps --no-build-isolation -e "$_repo" >&2
+  "$_venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$_repo" >&2
 fi
 export VIRTUAL_ENV="$_venv"
 export PATH="$_venv/bin:$PATH"

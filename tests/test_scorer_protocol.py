@@ -57,7 +57,32 @@ def test_a_user_scorer_writes_its_key_into_a_real_run(toy_run):
     assert metrics["toy/level"] == pytest.approx(expected, rel=1e-12)
     assert "box/AP" in metrics  # the built-in scorers ran as before
     manifest = json.loads((toy_run / "manifest.json").read_text())
-    assert manifest["models"]["toy_level"] == {"name": "mean level", "fingerprint": "toy-1"}
+    entry = manifest["models"]["toy_level"]
+    assert (entry["name"], entry["fingerprint"]) == ("mean level", "toy-1")
+    assert [k["pattern"] for k in entry["keys"]] == ["toy/level"]  # recorded for readers of the run
+
+
+def test_readers_take_the_specs_from_the_manifest_and_import_nothing(toy_run, monkeypatch):
+    """Another process reading the run: the key's direction and decimals come from the manifest; a
+    module a run directory names is never imported."""
+    from gligen_eval.reporting import metricinfo as mi
+    from gligen_eval.reporting.rundata import RunData
+
+    monkeypatch.setattr(protocol, "_USER_SCORERS", [])
+    monkeypatch.setattr(protocol, "_RECORDED_SPECS", [])
+    protocol._key_spec.cache_clear()
+    assert protocol.key_spec("toy/level") is None
+    manifest = json.loads((toy_run / "manifest.json").read_text())
+    manifest["config"]["scorers"]["planted_module_xyz:Evil"] = {}
+    (toy_run / "manifest.json").write_text(json.dumps(manifest))
+    try:
+        RunData(toy_run)
+        assert not mi.higher_is_better("toy/level") and mi.decimals("toy/level") == 1
+        assert "planted_module_xyz" not in sys.modules
+    finally:
+        del manifest["config"]["scorers"]["planted_module_xyz:Evil"]
+        (toy_run / "manifest.json").write_text(json.dumps(manifest))
+        protocol._key_spec.cache_clear()
 
 
 def test_reports_and_compare_read_the_declared_spec(toy_run, tmp_path, capsys):

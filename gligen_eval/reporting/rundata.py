@@ -48,20 +48,17 @@ class RunData:
             raise InputError("must hold one JSON object", path=str(self.path / store.METRICS))
         self.metrics: dict[str, Any] = metrics
         self.label = str(self.manifest.get("name") or self.path.name)
-        self._load_user_scorers()
+        self._remember_key_specs()
 
-    def _load_user_scorers(self) -> None:
-        """Make the key specs of the run's own scorers (``scorers: {"package.module:Class": ...}``) known
-        to reports and compare, where those classes import here; other keys are shown as plain scores."""
-        from gligen_eval.errors import ConfigError
-        from gligen_eval.scoring.protocol import user_scorer
+    def _remember_key_specs(self) -> None:
+        """The key specs the manifest records for the run's own scorers (``models.<role>.keys``), so that
+        reports and compare show their keys with their direction and decimals (as data: nothing of the
+        run is imported)."""
+        from gligen_eval.scoring.protocol import remember_specs
 
-        for key in self.config.get("scorers") or {}:
-            if ":" in str(key):
-                try:
-                    user_scorer(str(key))
-                except ConfigError:
-                    continue
+        for info in (self.manifest.get("models") or {}).values():
+            if isinstance(info, dict) and isinstance(info.get("keys"), list):
+                remember_specs(info["keys"])
 
     def __repr__(self) -> str:
         return f"RunData({str(self.path)!r})"

@@ -117,7 +117,20 @@ def score_run(
 
 
 def _describe(scorers: Sequence[Any]) -> dict[str, Any]:
-    return {role: info for s in scorers for role, info in s.describe().items()}
+    """The manifest's ``models`` entries of the scorers; a user scorer's entry also records its key specs,
+    so that reports and compare of the run know them without importing its code."""
+    from gligen_eval.scoring.protocol import builtin_scorers, spec_record
+
+    builtin = set(builtin_scorers())
+    out: dict[str, Any] = {}
+    for s in scorers:
+        roles = s.describe()
+        if type(s) not in builtin:
+            roles = {role: dict(info) for role, info in (roles or {s.name: {"name": s.name}}).items()}
+            for info in roles.values():
+                info["keys"] = [spec_record(k) for k in s.keys]
+        out.update(roles)
+    return out
 
 
 def preflight(cfg: RunConfig, *, device: str, layouts: Sequence[Layout] | None = None) -> None:

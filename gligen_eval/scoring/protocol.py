@@ -14,6 +14,7 @@ key of the config's ``scorers`` mapping (its value: the scorer's options).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -192,6 +193,30 @@ def user_scorer(target: str) -> type[Scorer]:
 
 _USER_SCORERS: list[type[Scorer]] = []
 """The user scorer classes loaded in this process (:func:`user_scorer`)."""
+_RECORDED_SPECS: list[KeySpec] = []
+"""Key specs read from run manifests (a user scorer's, recorded by the run that used it)."""
+
+
+def spec_record(spec: KeySpec) -> dict[str, Any]:
+    """A key spec as JSON data (what a run's manifest records for a user scorer's keys)."""
+    return {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
+
+
+def remember_specs(records: Sequence[Any]) -> None:
+    """Make recorded key specs (:func:`spec_record`) known to reports and compare -- data only: no
+    module of a run directory is ever imported. Malformed records are ignored."""
+    known = {s.pattern for s in all_key_specs()}
+    for r in records:
+        if not isinstance(r, dict) or not isinstance(r.get("pattern"), str) or r["pattern"] in known:
+            continue
+        try:
+            gate = tuple(r["gate"]) if r.get("gate") else None
+            spec = KeySpec(**{**r, "gate": gate, "paired": None})  # no rows to recompute from: point values
+        except (TypeError, ValueError):
+            continue
+        _RECORDED_SPECS.append(spec)
+        known.add(spec.pattern)
+    _key_spec.cache_clear()
 
 
 def scorer_names() -> list[str]:
@@ -218,7 +243,7 @@ def configured_scorers(cfg: RunConfig) -> list[Scorer]:
 
 def all_key_specs() -> list[KeySpec]:
     """The key specs of every built-in scorer and every user scorer loaded so far, in declaration order."""
-    return [k for c in [*builtin_scorers(), *_USER_SCORERS] for k in c.keys]
+    return [*(k for c in [*builtin_scorers(), *_USER_SCORERS] for k in c.keys), *_RECORDED_SPECS]
 
 
 def key_spec(key: str) -> KeySpec | None:
