@@ -103,15 +103,12 @@ class RunData:
     def detector_takes_phrases(self) -> bool:
         """Whether the run's detector looked for the layout phrases (open-vocabulary): its labels are
         phrases, which scoring maps to the objects' classes (:func:`~gligen_eval.scoring.boxes.relabel_phrases`)."""
-        from gligen_eval.errors import GligenEvalError
-        from gligen_eval.scoring.detectors import resolve_detector
-
         det = (self.manifest.get("models") or {}).get("detector") or {}
-        kind = det.get("kind") or self.cfg("detector", "kind", "yolo")
-        try:
-            return bool(getattr(resolve_detector(str(kind)), "takes_phrases", False))
-        except GligenEvalError:
-            return False
+        if "takes_phrases" in det:  # what the scoring recorded
+            return bool(det["takes_phrases"])
+        # a run written before the manifest recorded it: the built-in open-vocabulary kinds (no code of
+        # the run directory is imported to find out)
+        return str(det.get("kind") or self.cfg("detector", "kind", "yolo")) in ("owlv2", "grounding-dino")
 
     @property
     def detector_name(self) -> str:

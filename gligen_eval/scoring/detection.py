@@ -164,7 +164,8 @@ def run_detector_pass(ctx: Any, role: str, dcfg: DetectorConfig, samples: Sequen
     det = build_scoring_detector(dcfg, device=ctx.device)
     takes = bool(getattr(det, "takes_phrases", False))
     label = label or dcfg.name or str(det.name).replace("/", "_")
-    info = {"name": det.name, "fingerprint": det.fingerprint(), "kind": dcfg.kind, "weights": dcfg.weights}
+    info = {"name": det.name, "fingerprint": det.fingerprint(), "kind": dcfg.kind, "weights": dcfg.weights,
+            "takes_phrases": takes}  # fmt: skip
     classes = detector_classes(det) if check_classes else None
     if classes is not None:
         info["classes"] = classes
