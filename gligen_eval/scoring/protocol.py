@@ -214,6 +214,9 @@ def remember_specs(records: Sequence[Any]) -> None:
             spec = KeySpec(**{**r, "gate": gate, "paired": None})  # no rows to recompute from: point values
         except (TypeError, ValueError):
             continue
+        if not (isinstance(spec.decimals, int) and 0 <= spec.decimals <= 12 and isinstance(spec.section, int)
+                and all(isinstance(v, bool) for v in (spec.higher_is_better, spec.coco, spec.headline))):
+            continue
         _RECORDED_SPECS.append(spec)
         known.add(spec.pattern)
     _key_spec.cache_clear()
@@ -228,17 +231,14 @@ def configured_scorers(cfg: RunConfig) -> list[Scorer]:
     from gligen_eval.errors import ConfigError
 
     known = {c.name for c in builtin_scorers()}
-    classes = [c for c in builtin_scorers() if c.configured(cfg)]
-    for key in cfg.scorers:
+    chosen = [(c, cfg.scorers.get(c.name)) for c in builtin_scorers() if c.configured(cfg)]
+    for key, options in cfg.scorers.items():
         if key not in known:
-            classes.append(user_scorer(key))
-        elif not any(c.name == key for c in classes):
+            chosen.append((user_scorer(key), options))
+        elif not any(c.name == key for c, _ in chosen):
             raise ConfigError(f"scorers: {key!r} is configured by its own section, not by 'scorers'")
-    out = []
-    for cls in sorted(classes, key=lambda c: (c.order, c.name)):
-        options = cfg.scorers.get(cls.name, cfg.scorers.get(f"{cls.__module__}:{cls.__qualname__}"))
-        out.append(cls(cfg, options if isinstance(options, dict) else None))
-    return out
+    chosen.sort(key=lambda pair: (pair[0].order, pair[0].name))
+    return [cls(cfg, options if isinstance(options, dict) else None) for cls, options in chosen]
 
 
 def all_key_specs() -> list[KeySpec]:
