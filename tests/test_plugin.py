@@ -308,6 +308,7 @@ detector: {weights: toy-color-detector}
 """
 
 
+@pytest.mark.slow  # about 17 s: two τ sweeps through pytester
 def test_sweep_runs_are_checked_and_gated_per_point(suite):
     suite.makefile(".yaml", sweep=SWEEP_CONFIG)
     suite.makepyfile(test_bench="""
