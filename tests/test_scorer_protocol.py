@@ -160,3 +160,5 @@ def test_bad_scorer_targets_are_one_line_config_errors():
                           ("pose", "configured by its own section")):  # fmt: skip
         with pytest.raises(ConfigError, match=words):
             protocol.configured_scorers(config_from_dict({"scorers": {target: {}}}))
+    with pytest.raises(ConfigError, match="options of .* must be a mapping"):
+        protocol.configured_scorers(config_from_dict({"scorers": {TARGET: 3}}))

@@ -305,18 +305,6 @@ def sample_rows(run_root: str | Path, manifest: Mapping[str, Any]) -> dict[str, 
     return out
 
 
-def layout_values(rows: Mapping[str, Mapping[str, Any]], pairs: Iterable[tuple[str, str]], key: str,
-                  layout_ids: Iterable[str]) -> dict[str, list[float]]:  # fmt: skip
-    """{layout id: the defined values of ``key`` of its samples} for ``(layout_id, sample_key)`` pairs
-    (the per-layout input of a pooled-mean bootstrap)."""
-    out: dict[str, list[float]] = {lid: [] for lid in layout_ids}
-    for lid, sk in pairs:
-        v = (rows.get(sk) or {}).get(key)
-        if lid in out and cm.finite(v):
-            out[lid].append(float(v))
-    return out
-
-
 def check_extractor(modality: str, options: Mapping[str, Any]) -> None:
     """Build ``modality``'s extractor once (it stays cached for scoring) by extracting from a small gray
     image, so missing extractor weights fail before any image is generated."""

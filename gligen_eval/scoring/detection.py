@@ -159,7 +159,7 @@ def run_detector_pass(ctx: Any, role: str, dcfg: DetectorConfig, samples: Sequen
     """Build ``dcfg``'s detector once, detect what is not cached on the generated images (and on the
     real images of ``real_layouts``), free it. ``ctx`` is a :class:`~gligen_eval.scoring.protocol.ScoreContext`."""
     from gligen_eval.scoring.boxes import check_detector_classes, detector_classes, phrase_classes
-    from gligen_eval.scoring.realimages import real_images, real_samples
+    from gligen_eval.scoring.realimages import real_samples
 
     det = build_scoring_detector(dcfg, device=ctx.device)
     takes = bool(getattr(det, "takes_phrases", False))
@@ -179,12 +179,23 @@ def run_detector_pass(ctx: Any, role: str, dcfg: DetectorConfig, samples: Sequen
         phrases_of = lambda s: by_id[s.layout_id].phrases  # noqa: E731
     kw = {"batch_size": dcfg.batch_size, "dist": ctx.dist, "progress": ctx.progress, "phrases_of": phrases_of}
     detect_missing(ctx.rd, samples, det, desc=role, **kw)
-    real = real_samples(real_images(real_layouts), with_phrases=takes) if real_layouts else []
+    real = real_samples(_real_images(ctx, real_layouts), with_phrases=takes) if real_layouts else []
     if real:
         detect_missing(ctx.rd, real, det, desc=f"{role} (real images)", **kw)
     del det
     release(ctx.device)
     return DetectorPass(role, label, info, takes, list(samples), real)
+
+
+def _real_images(ctx: Any, layouts: Sequence[Any]) -> list[Any]:
+    """The real images of ``layouts``, each file read and hashed once per run (the detector and the pose
+    model score the same images)."""
+    from gligen_eval.scoring.realimages import real_images
+
+    cache = ctx.shared.setdefault("real_images", {})
+    missing = [lay for lay in layouts if lay.layout_id not in cache]
+    cache.update({r.layout.layout_id: r for r in real_images(missing)})
+    return [cache[lay.layout_id] for lay in layouts]
 
 
 def check_detector_config(dcfg: DetectorConfig, layouts: Sequence[Any] | None, *, lvis: bool,

@@ -233,12 +233,14 @@ def configured_scorers(cfg: RunConfig) -> list[Scorer]:
     known = {c.name for c in builtin_scorers()}
     chosen = [(c, cfg.scorers.get(c.name)) for c in builtin_scorers() if c.configured(cfg)]
     for key, options in cfg.scorers.items():
+        if options is not None and not isinstance(options, dict):
+            raise ConfigError(f"scorers: the options of {key!r} must be a mapping (or null), got {options!r}")
         if key not in known:
             chosen.append((user_scorer(key), options))
         elif not any(c.name == key for c, _ in chosen):
             raise ConfigError(f"scorers: {key!r} is configured by its own section, not by 'scorers'")
     chosen.sort(key=lambda pair: (pair[0].order, pair[0].name))
-    return [cls(cfg, options if isinstance(options, dict) else None) for cls, options in chosen]
+    return [cls(cfg, options) for cls, options in chosen]
 
 
 def all_key_specs() -> list[KeySpec]:
